@@ -1,0 +1,1 @@
+"""reid: batch-hard triplet metric learning and person re-identification."""
