@@ -1,0 +1,99 @@
+"""Lightning callbacks: embedding histograms and figures, and a guard against non-finite losses."""
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.loggers import TensorBoardLogger
+from torch import Tensor
+
+from reid.errors import ReidError
+from reid.plotting import embedding_scatter
+
+
+def tensorboard_of(trainer: pl.Trainer):
+    """The SummaryWriter of the trainer's TensorBoard logger, or None when it has none."""
+    for logger in trainer.loggers:
+        if isinstance(logger, TensorBoardLogger):
+            return logger.experiment
+    return None
+
+
+class EmbeddingHistograms(pl.Callback):
+    """Every `every_n_steps` training steps, histograms of embedding entries and of embedding norms
+    (as the seed logs them) under `train/embedding_values` and `train/embedding_norms`."""
+
+    def __init__(self, every_n_steps: int = 50):
+        self.every_n_steps = every_n_steps
+
+    def on_train_batch_end(
+        self, trainer, pl_module, outputs: dict[str, Tensor], batch, batch_idx: int
+    ) -> None:
+        writer = tensorboard_of(trainer)
+        step = trainer.global_step
+        if writer is None or step % self.every_n_steps:
+            return
+        embeddings = outputs["embeddings"].float()
+        writer.add_histogram("train/embedding_values", embeddings, step)
+        writer.add_histogram("train/embedding_norms", embeddings.norm(dim=1), step)
+
+
+class EmbeddingFigures(pl.Callback):
+    """After each validation, the test embedding drawn coloured by class.
+
+    Writes `<dirpath>/epoch_NNN.png` and the same figure as the TensorBoard image `val/embedding`; with
+    more than 2 dimensions the plot is a PCA projection and TensorBoard's projector also gets up to
+    `projector_points` test embeddings with their labels.
+    """
+
+    def __init__(self, dirpath: str, projector_points: int = 2000):
+        self.dirpath = Path(dirpath)
+        self.projector_points = projector_points
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        result = getattr(pl_module, "last_validation", None)
+        if trainer.sanity_checking or result is None or result.step != trainer.global_step:
+            return
+        class_names = getattr(trainer.datamodule, "class_names", ())
+        embeddings, labels = result.embeddings.numpy(), result.labels.numpy()
+        metrics = ", ".join(f"{name} {value:.3f}" for name, value in result.metrics.items())
+        figure = embedding_scatter(embeddings, labels, class_names, f"epoch {result.epoch}: {metrics}")
+        self.dirpath.mkdir(parents=True, exist_ok=True)
+        figure.savefig(self.dirpath / f"epoch_{result.epoch:03d}.png")
+        writer = tensorboard_of(trainer)
+        if writer is not None:
+            writer.add_figure("val/embedding", figure, result.step)
+            if embeddings.shape[1] > 2:
+                picked = torch.linspace(0, len(labels) - 1, min(len(labels), self.projector_points)).long()
+                names = [class_names[i] if i < len(class_names) else str(i) for i in labels[picked.numpy()]]
+                writer.add_embedding(
+                    result.embeddings[picked], metadata=names, global_step=result.step, tag="val"
+                )
+        plt.close(figure)
+
+
+class NonFiniteLossError(ReidError):
+    """Training produced a NaN or infinite loss."""
+
+
+class NonFiniteLossGuard(pl.Callback):
+    """Stops training at the first non-finite loss, before it reaches the weights.
+
+    The check runs before the backward pass, so the weights are still those of the last good step;
+    they are saved to `<dirpath>/last_good_step_NNNNNN.ckpt` and the error names the step and the file.
+    """
+
+    def __init__(self, dirpath: str):
+        self.dirpath = Path(dirpath)
+
+    def on_before_backward(self, trainer, pl_module, loss: Tensor) -> None:
+        if torch.isfinite(loss).all():
+            return
+        path = self.dirpath / f"last_good_step_{trainer.global_step:06d}.ckpt"
+        trainer.save_checkpoint(path)
+        raise NonFiniteLossError(
+            f"The loss became {loss.item()} at step {trainer.global_step} (epoch {trainer.current_epoch}); "
+            f"training stopped. The weights before this step are saved in '{path}'. Lower the learning "
+            "rate (optimizer.lr) or check the input data, then resume with ckpt_path=<that file>."
+        )

@@ -1,0 +1,100 @@
+"""The LightningModule: an embedding backbone trained with a triplet loss, validated by retrieval."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor, nn
+
+from reid.evaluators import ClassRetrievalEvaluator, ValidationSet
+
+
+@dataclass(frozen=True)
+class ValidationEmbeddings:
+    """Embeddings (N, D) and labels (N,) of validation loader 0 at the latest validation, for figures."""
+
+    embeddings: Tensor
+    labels: Tensor
+    epoch: int
+    step: int
+    metrics: dict[str, float]
+
+
+class EmbeddingModule(pl.LightningModule):
+    """Backbone + triplet loss + validation metrics; holds no data logic.
+
+    Args:
+        backbone: maps images (B, C, H, W) to embeddings (B, D).
+        loss: maps (embeddings (B, D), labels (B,)) to (scalar loss, `TripletStats`).
+        optimizer: partial optimizer, finished with the parameters (`_partial_: true` in configs).
+        scheduler: optional partial `scheduler(optimizer, total_steps)` from `reid.schedules`,
+            stepped every optimizer step.
+        evaluator: turns the embeddings collected from the validation loaders into metrics, logged as
+            `val/<name>` (default: `ClassRetrievalEvaluator`, for class-labelled data).
+
+    Batches are `(images, labels, *other fields)`; validation keeps every field after the images.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        loss: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., torch.optim.lr_scheduler.LRScheduler] | None = None,
+        evaluator: Callable[[dict[int, ValidationSet]], dict[str, float]] | None = None,
+    ):
+        super().__init__()
+        self.backbone = backbone
+        self.loss = loss
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.evaluator = evaluator or ClassRetrievalEvaluator()
+        self._val_batches: dict[int, list[tuple[Tensor, ...]]] = {}
+        self.last_validation: ValidationEmbeddings | None = None
+
+    def forward(self, images: Tensor) -> Tensor:
+        return self.backbone(images)
+
+    def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> dict[str, Tensor]:
+        images, labels = batch[0], batch[1]
+        embeddings = self(images)
+        loss, stats = self.loss(embeddings, labels)
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/active_triplets", stats.active_fraction, prog_bar=True)
+        self.log("train/hardest_pos", stats.hardest_pos)
+        self.log("train/hardest_neg", stats.hardest_neg)
+        self.log("train/lr", self.trainer.optimizers[0].param_groups[0]["lr"])
+        return {"loss": loss, "embeddings": embeddings.detach()}
+
+    def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int, dataloader_idx: int = 0) -> None:
+        images, *fields = batch
+        embeddings = self(images).float().cpu()
+        self._val_batches.setdefault(dataloader_idx, []).append((embeddings, *(f.cpu() for f in fields)))
+
+    def _collected(self) -> dict[int, ValidationSet]:
+        sets = {}
+        for index, batches in self._val_batches.items():
+            columns = [torch.cat(column) for column in zip(*batches, strict=True)]
+            sets[index] = ValidationSet(columns[0], tuple(columns[1:]))
+        return sets
+
+    def on_validation_epoch_end(self) -> None:
+        sets = self._collected()
+        self._val_batches.clear()
+        if self.trainer.sanity_checking or 0 not in sets:
+            return
+        metrics = self.evaluator(sets)
+        self.log_dict({f"val/{name}": value for name, value in metrics.items()}, add_dataloader_idx=False)
+        self.last_validation = ValidationEmbeddings(
+            sets[0].embeddings, sets[0].fields[0], self.current_epoch, self.global_step, metrics
+        )
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        scheduler = self.scheduler_factory(
+            optimizer, total_steps=int(self.trainer.estimated_stepping_batches)
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,61 @@
+"""The non-finite loss guard and the embedding figures, on a real Trainer over the digits data."""
+
+import pytest
+import pytorch_lightning as pl
+import torch
+
+from reid.callbacks import EmbeddingFigures, NonFiniteLossError, NonFiniteLossGuard
+from reid.data.digits import DigitsDataModule
+from reid.losses import BatchHardTripletLoss
+from reid.models.convnet import ConvNet
+from reid.module import EmbeddingModule
+
+
+class NaNAtCall(BatchHardTripletLoss):
+    """The batch-hard loss, but NaN from the `bad_call`-th call on."""
+
+    def __init__(self, bad_call: int):
+        super().__init__(margin=0.5)
+        self.calls, self.bad_call = 0, bad_call
+
+    def forward(self, embeddings, labels):
+        self.calls += 1
+        loss, stats = super().forward(embeddings, labels)
+        return (loss * float("nan") if self.calls >= self.bad_call else loss), stats
+
+
+def make_trainer(callbacks, **kwargs) -> pl.Trainer:
+    return pl.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=callbacks,
+        **kwargs,
+    )
+
+
+def test_nan_loss_stops_with_the_step_and_a_checkpoint_of_the_last_good_weights(tmp_path):
+    pl.seed_everything(0)
+    module = EmbeddingModule(ConvNet(2), NaNAtCall(bad_call=4), lambda p: torch.optim.Adam(p, lr=1e-3))
+    trainer = make_trainer([NonFiniteLossGuard(str(tmp_path))], max_epochs=1, limit_val_batches=0)
+    with pytest.raises(NonFiniteLossError, match="at step 3") as error:
+        trainer.fit(module, datamodule=DigitsDataModule())
+    saved = tmp_path / "last_good_step_000003.ckpt"
+    assert str(saved) in str(error.value)
+    checkpoint = torch.load(saved, map_location="cpu", weights_only=False)
+    assert checkpoint["global_step"] == 3
+    for name, value in module.state_dict().items():  # the NaN never reached the weights
+        assert torch.isfinite(value.float()).all(), name
+        torch.testing.assert_close(checkpoint["state_dict"][name], value)
+
+
+@pytest.mark.parametrize("embed_dim", [2, 5])
+def test_embedding_figure_per_validation(tmp_path, embed_dim):
+    pl.seed_everything(0)
+    module = EmbeddingModule(ConvNet(embed_dim), BatchHardTripletLoss(0.5), lambda p: torch.optim.Adam(p))
+    trainer = make_trainer([EmbeddingFigures(str(tmp_path))], max_epochs=2, limit_train_batches=2)
+    trainer.fit(module, datamodule=DigitsDataModule())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch_000.png", "epoch_001.png"]
+    assert module.last_validation.embeddings.shape == (540, embed_dim)
