@@ -1,0 +1,201 @@
+"""Triplet losses on a batch of embeddings (Hermans, Beyer & Leibe 2017, "In Defense of the Triplet Loss").
+
+All distances are Euclidean (not squared). A triplet (a, p, n) is valid when p != a has the label of a and
+n has another label. Anchors without a positive or without a negative in the batch are left out of every
+mean; when nothing is valid a loss is a zero that still backpropagates (same value and gradient as
+`(embeddings * 0).sum()`), computed without a host sync.
+
+Batch-hard mining needs no autograd graph: the hardest positive and negative of each anchor are picked
+under `no_grad` from one (B, B) score matrix, then only the picked distances are recomputed with gradients
+from the gathered rows, so the backward pass costs O(B * D) and the peak extra memory stays near 2.25 B^2
+float32 values (one float matrix, its positive-masked copy and one bool matrix). The picking ranks squared
+distances computed with one matmul, so candidates tied within float rounding may resolve either way.
+"""
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def pairwise_distance(x: Tensor, squared: bool = False) -> Tensor:
+    """Euclidean distances between all rows of `x`.
+
+    Uses ||a||^2 + ||b||^2 - 2 a.b (one matmul); the diagonal is exactly zero and the square root has a zero
+    gradient where a distance is zero, so coincident rows give finite gradients.
+
+    Args:
+        x: (B, D) points.
+        squared: return squared distances.
+
+    Returns:
+        (B, B) distances.
+    """
+    norms = x.square().sum(1)
+    sq = torch.addmm(norms.unsqueeze(1) + norms, x, x.T, alpha=-2).clamp_min(0).fill_diagonal_(0)
+    if squared:
+        return sq
+    zero = sq == 0
+    return sq.masked_fill(zero, 1).sqrt().masked_fill(zero, 0)
+
+
+@dataclass(frozen=True)
+class TripletStats:
+    """Detached 0-dim summaries of a triplet loss over the batch's valid anchors.
+
+    Attributes:
+        active_fraction: fraction of the terms that still produce a gradient (see each loss).
+        hardest_pos: mean over valid anchors of the distance to the hardest (farthest) positive.
+        hardest_neg: mean over valid anchors of the distance to the hardest (nearest) negative.
+    """
+
+    active_fraction: Tensor
+    hardest_pos: Tensor
+    hardest_neg: Tensor
+
+
+def _batch_hard_distances(embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Distances from each anchor to its hardest positive and hardest negative.
+
+    Args:
+        embeddings: (B, D) float.
+        labels: (B,) int.
+
+    Returns:
+        d_ap, d_an: (B,) distances with gradients (arbitrary but finite for invalid anchors).
+        weights: (B,) detached, 1 / (number of valid anchors) for valid anchors and 0 elsewhere, so that
+            `weights @ terms` is the mean over valid anchors (zero if there are none).
+    """
+    with torch.no_grad():
+        x = embeddings.detach()
+        # score[a, j] = ||x_j||^2 - 2 x_a.x_j = d(a, j)^2 - ||x_a||^2 orders row a like the distances.
+        score = torch.addmm(x.square().sum(1), x, x.T, alpha=-2)
+        same = labels.unsqueeze(1) == labels
+        pos_max, pos_idx = torch.where(same, score, -torch.inf).fill_diagonal_(-torch.inf).max(1)
+        neg_min, neg_idx = score.masked_fill_(same, torch.inf).min(1)
+        valid = pos_max - neg_min > -torch.inf  # -inf exactly when the positive or the negative is missing
+        weights = valid.to(x.dtype) / valid.sum().clamp_min(1)
+    picked = embeddings.index_select(0, torch.cat([pos_idx, neg_idx])).view(2, *embeddings.shape)
+    d_ap, d_an = torch.linalg.vector_norm(embeddings - picked, dim=2)
+    return d_ap, d_an, weights
+
+
+def _stats(active: Tensor, d_ap: Tensor, d_an: Tensor, weights: Tensor) -> TripletStats:
+    """Weighted means of (B,) per-anchor `active` flags and distances, detached."""
+    with torch.no_grad():
+        return TripletStats(weights @ active.to(weights.dtype), weights @ d_ap, weights @ d_an)
+
+
+def batch_hard_triplet_loss(
+    embeddings: Tensor, labels: Tensor, margin: float, return_stats: bool = False
+) -> Tensor | tuple[Tensor, TripletStats]:
+    """Batch-hard triplet loss: mean over valid anchors of relu(d(a, hardest p) - d(a, hardest n) + margin).
+
+    Args:
+        embeddings: (B, D) float.
+        labels: (B,) int.
+        margin: hinge margin.
+        return_stats: also return `TripletStats`; `active_fraction` is the fraction of valid anchors with a
+            non-zero loss.
+
+    Returns:
+        0-dim loss, or (loss, stats).
+    """
+    d_ap, d_an, weights = _batch_hard_distances(embeddings, labels)
+    terms = F.relu(d_ap - d_an + margin)
+    loss = weights @ terms
+    if not return_stats:
+        return loss
+    return loss, _stats(terms > 0, d_ap, d_an, weights)
+
+
+def batch_hard_soft_margin_loss(
+    embeddings: Tensor, labels: Tensor, return_stats: bool = False
+) -> Tensor | tuple[Tensor, TripletStats]:
+    """Batch-hard soft-margin loss: mean over valid anchors of softplus(d(a, hardest p) - d(a, hardest n)).
+
+    Args:
+        embeddings: (B, D) float.
+        labels: (B,) int.
+        return_stats: also return `TripletStats`; softplus is never zero, so `active_fraction` is the
+            fraction of valid anchors whose hardest triplet is still violated (d_ap > d_an), i.e. whose
+            hardest negative is nearer than their hardest positive.
+
+    Returns:
+        0-dim loss, or (loss, stats).
+    """
+    d_ap, d_an, weights = _batch_hard_distances(embeddings, labels)
+    diff = d_ap - d_an
+    loss = weights @ F.softplus(diff)
+    if not return_stats:
+        return loss
+    return loss, _stats(diff > 0, d_ap, d_an, weights)
+
+
+def batch_all_triplet_loss(
+    embeddings: Tensor, labels: Tensor, margin: float, return_stats: bool = False
+) -> Tensor | tuple[Tensor, TripletStats]:
+    """Batch-all triplet loss (the paper's BA≠0): relu(d_ap - d_an + margin) averaged over non-zero terms.
+
+    Every valid triplet (a, p, n) contributes; the mean is over the terms that are non-zero (zero if none).
+    Builds (B, B, B) tensors, so it suits the usual P x K batches of a few hundred embeddings.
+
+    Args:
+        embeddings: (B, D) float.
+        labels: (B,) int.
+        margin: hinge margin.
+        return_stats: also return `TripletStats`; `active_fraction` is the fraction of valid triplets with a
+            non-zero loss, the distances are the batch-hard ones, as for the other losses.
+
+    Returns:
+        0-dim loss, or (loss, stats).
+    """
+    dist = pairwise_distance(embeddings)
+    same = labels.unsqueeze(1) == labels
+    pos = same.clone().fill_diagonal_(False)
+    valid = pos.unsqueeze(2) & ~same.unsqueeze(1)  # (B, B, B): [a, p, n]
+    terms = F.relu(dist.unsqueeze(2) - dist.unsqueeze(1) + margin) * valid
+    num_active = (terms > 0).sum()
+    loss = terms.sum() / num_active.clamp_min(1)
+    if not return_stats:
+        return loss
+    with torch.no_grad():
+        d_ap, d_an, weights = _batch_hard_distances(embeddings, labels)
+        active_fraction = (num_active / valid.sum().clamp_min(1)).to(embeddings.dtype)
+    return loss, TripletStats(active_fraction, weights @ d_ap, weights @ d_an)
+
+
+class BatchHardTripletLoss(nn.Module):
+    """Module form of `batch_hard_triplet_loss`; `forward(embeddings, labels)` returns (loss, stats)."""
+
+    def __init__(self, margin: float):
+        super().__init__()
+        self.margin = margin
+
+    def forward(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, TripletStats]:
+        return batch_hard_triplet_loss(embeddings, labels, self.margin, return_stats=True)
+
+    def extra_repr(self) -> str:
+        return f"margin={self.margin}"
+
+
+class SoftMarginTripletLoss(nn.Module):
+    """Module form of `batch_hard_soft_margin_loss`; `forward(embeddings, labels)` returns (loss, stats)."""
+
+    def forward(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, TripletStats]:
+        return batch_hard_soft_margin_loss(embeddings, labels, return_stats=True)
+
+
+class BatchAllTripletLoss(nn.Module):
+    """Module form of `batch_all_triplet_loss`; `forward(embeddings, labels)` returns (loss, stats)."""
+
+    def __init__(self, margin: float):
+        super().__init__()
+        self.margin = margin
+
+    def forward(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, TripletStats]:
+        return batch_all_triplet_loss(embeddings, labels, self.margin, return_stats=True)
+
+    def extra_repr(self) -> str:
+        return f"margin={self.margin}"
