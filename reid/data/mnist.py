@@ -56,12 +56,12 @@ class MNISTDataModule(InMemoryDataModule):
                     self.torchvision_class(str(self.root), train=train, download=True)
                 return
             except (OSError, RuntimeError) as error:
-                reason = f"the download failed ({error})"
+                reason = f"the download failed ({' '.join(str(error).split())})"
         raise DataError(
-            f"{self.display_name} files not found in '{self.root}' and {reason}. Either run once with an "
-            f"internet connection (torchvision downloads them into '{self.root}'), or copy the four "
-            f"official files {', '.join(n + '.gz' for n in FILES.values())} into a folder and pass it "
-            f"as dataset.root=PATH."
+            f"{self.display_name} files not found in '{self.root.resolve()}' and {reason}. Either run "
+            f"once with an internet connection (torchvision downloads them into '{self.root}'), or copy "
+            f"the four official files {', '.join(n + '.gz' for n in FILES.values())} into a folder "
+            "and pass it as dataset.root=PATH."
         )
 
     def load_splits(self) -> ImageSplits:
