@@ -7,11 +7,12 @@ they mean is the evaluator's: the module only embeds and collects.
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from reid.errors import ConfigError
-from reid.metrics import feature_rank_metrics, knn_accuracy, leave_one_out_retrieval
+from reid.metrics import feature_rank_metrics, knn_accuracy, leave_one_out_retrieval, rank_metrics
 
 
 @dataclass(frozen=True)
@@ -108,21 +109,58 @@ class TrackletRankEvaluator:
         self.ranks = tuple(ranks)
 
     def __call__(self, sets: dict[int, ValidationSet]) -> dict[str, float]:
-        query = tracklets_of(sets[0], self.pooling, self.normalize)
-        gallery = tracklets_of(sets[1], self.pooling, self.normalize)
+        return self.rank(self.pool(sets[0]), self.pool(sets[1]))
+
+    def pool(self, frames: ValidationSet) -> Tracklets:
+        """One loader's frames pooled into its tracklets, with this evaluator's pooling and normalisation."""
+        return tracklets_of(frames, self.pooling, self.normalize)
+
+    def junk_mask(self, g_pids: np.ndarray) -> np.ndarray:
+        """(G,) bool: the gallery tracklets the protocol skips (pid `junk_pid`); all False without junk."""
+        return np.zeros(len(g_pids), dtype=bool) if self.junk_pid is None else g_pids == self.junk_pid
+
+    def rank(
+        self, query: Tracklets, gallery: Tracklets, distmat: np.ndarray | None = None
+    ) -> dict[str, float]:
+        """Metrics of query against gallery tracklets, ranked by the Euclidean distance of their features
+        or, when given, by `distmat` (Q, G) (e.g. re-ranked distances)."""
         g_pids = gallery.pids.numpy()
-        result = feature_rank_metrics(
-            query.features,
-            gallery.features,
-            query.pids.numpy(),
-            g_pids,
-            query.camids.numpy(),
-            gallery.camids.numpy(),
+        labels = dict(
+            q_pids=query.pids.numpy(),
+            g_pids=g_pids,
+            q_camids=query.camids.numpy(),
+            g_camids=gallery.camids.numpy(),
             max_rank=max(self.ranks),
             ap=self.ap,
-            g_junk=None if self.junk_pid is None else g_pids == self.junk_pid,
+            g_junk=self.junk_mask(g_pids),
         )
+        if distmat is None:
+            result = feature_rank_metrics(query.features, gallery.features, **labels)
+        else:
+            result = rank_metrics(distmat, **labels)
         metrics = {"mAP": float(result.mAP)}
         metrics.update({f"rank{k}": float(result.cmc[min(k, len(result.cmc)) - 1]) for k in self.ranks})
         metrics["num_valid_query"] = float(result.num_valid_query)
         return metrics
+
+
+# How each MARS protocol ranks (docs/mars.md): the parser already built its query and gallery lists.
+PROTOCOL_RULES = {
+    "official": {"ap": "trapezoid", "junk_pid": -1},  # MARS-evaluation (MATLAB): junk skipped, trapezoid AP
+    "torchreid": {"ap": "step", "junk_pid": None},  # junk dropped by the parser; sklearn's step AP
+}
+
+
+def protocol_evaluator(
+    protocol: str, pooling: str = "mean", normalize: bool = False
+) -> TrackletRankEvaluator:
+    """The `TrackletRankEvaluator` of a MARS protocol ("official" or "torchreid", as `dataset.protocol`).
+
+    Pooling and normalisation stay free: the official code max-pools and normalises, Hermans et al. average.
+    """
+    if protocol not in PROTOCOL_RULES:
+        raise ConfigError(
+            f"protocol={protocol!r} is not a MARS evaluation protocol; set dataset.protocol to one of "
+            f"{', '.join(PROTOCOL_RULES)}."
+        )
+    return TrackletRankEvaluator(pooling=pooling, normalize=normalize, **PROTOCOL_RULES[protocol])

@@ -1,0 +1,17 @@
+"""Evaluate a checkpoint on MARS: `python evaluate.py ckpt_path=... [dataset.root=...] [rerank=true]`."""
+
+import hydra
+from omegaconf import DictConfig
+
+from reid.evaluate import evaluate
+from reid.run import run_cli
+
+
+@hydra.main(version_base="1.3", config_path="configs", config_name="evaluate")
+def main(cfg: DictConfig) -> float:
+    """Hydra entry point; returns the mAP."""
+    return run_cli(evaluate, cfg)["mAP"]
+
+
+if __name__ == "__main__":
+    main()

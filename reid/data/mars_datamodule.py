@@ -1,0 +1,160 @@
+"""MARS as a LightningDataModule: PK batches of training frames, query and gallery frames for ranking.
+
+Training draws P identities x K frames from `bbox_train` (the frames of an identity pooled over all its
+tracklets and cameras, with replacement when it has fewer than K). Validation and testing embed the frames
+of the query and gallery tracklets of `protocol`; batches are (images, pids, camids, tracklet_ids), which
+`reid.evaluators.TrackletRankEvaluator` pools into tracklets. Validation during training may take a few
+evenly spaced frames per tracklet (`val_frames_per_tracklet`); testing always takes them all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+
+import pytorch_lightning as pl
+import torch
+from rich.console import Console
+from torch.utils.data import DataLoader
+from torchvision.transforms import v2
+
+from reid.data.mars import MarsFrameDataset, MarsSplits, Tracklet, load_mars, sample_frames
+from reid.errors import ConfigError, DataError
+from reid.samplers import PKSampler
+
+
+class WorkerErrorLoader(DataLoader):
+    """A DataLoader that re-raises a worker's `DataError` with the worker's own message.
+
+    PyTorch re-raises a worker's exception with the worker's whole traceback pasted into the message; the
+    CLI would print that instead of the one paragraph that names the file. Other errors are bugs and keep
+    their traceback.
+    """
+
+    def __iter__(self) -> Iterator:
+        try:
+            yield from super().__iter__()
+        except DataError as error:
+            raise DataError(worker_message(error)) from None
+
+
+def worker_message(error: DataError) -> str:
+    """The original message of an error re-raised from a DataLoader worker (unchanged if not from one)."""
+    prefix = f"{type(error).__module__}.{type(error).__qualname__}: "
+    text = str(error)
+    return text.rpartition(prefix)[2].strip() if text.startswith("Caught ") and prefix in text else text
+
+
+class MarsDataModule(pl.LightningDataModule):
+    """The MARS release at `root`, split by `protocol`, served as frames.
+
+    Args:
+        root: the folder holding `bbox_train/`, `bbox_test/` and `info/`.
+        protocol: "official" (MARS-evaluation) or "torchreid"; decides the query and gallery tracklets.
+        skip_bad_frames: skip missing or unreadable frames instead of failing (they are counted and logged).
+        P, K: identities per training batch and frames per identity (batch = P x K).
+        batches_per_epoch: training batches per epoch (None: train frames // (P x K)).
+        height, width: network input size; frames are resized to it.
+        flip: random horizontal flip of training frames.
+        crop_scale: resize training frames to crop_scale x (height, width) and take a random height x width
+            crop (the paper: 1.125); 1 turns cropping off.
+        val_frames_per_tracklet: evenly spaced frames per tracklet embedded at validation (None: all), so
+            that validating during training stays cheap; testing uses every frame.
+        eval_batch_size: frames per batch when embedding query and gallery.
+        num_workers: DataLoader worker processes (persistent between epochs; pinned memory on a GPU).
+        seed: seeds the PK sampler (with the epoch).
+    """
+
+    def __init__(
+        self,
+        root: str,
+        protocol: str = "official",
+        skip_bad_frames: bool = False,
+        P: int = 32,
+        K: int = 4,
+        batches_per_epoch: int | None = None,
+        height: int = 128,
+        width: int = 64,
+        flip: bool = False,
+        crop_scale: float = 1.0,
+        val_frames_per_tracklet: int | None = 8,
+        eval_batch_size: int = 256,
+        num_workers: int = 4,
+        seed: int = 0,
+    ):
+        super().__init__()
+        if crop_scale < 1:
+            raise ConfigError(
+                f"dataset.crop_scale={crop_scale}: frames are resized to crop_scale x the input size and "
+                "cropped back, so it must be >= 1 (1 = no crop; the paper uses 1.125)."
+            )
+        if val_frames_per_tracklet is not None and val_frames_per_tracklet < 1:
+            raise ConfigError(
+                f"dataset.val_frames_per_tracklet={val_frames_per_tracklet}: validation needs at least 1 "
+                "frame per tracklet; set a positive number, or null for every frame."
+            )
+        self.root, self.protocol, self.skip_bad_frames = root, protocol, skip_bad_frames
+        self.P, self.K, self.batches_per_epoch = P, K, batches_per_epoch
+        self.height, self.width = height, width
+        self.flip, self.crop_scale = flip, crop_scale
+        self.val_frames_per_tracklet = val_frames_per_tracklet
+        self.eval_batch_size, self.num_workers, self.seed = eval_batch_size, num_workers, seed
+        self.splits: MarsSplits | None = None
+
+    def setup(self, stage: str | None = None) -> None:
+        """Parse and check the release once (every check raises a `DataError`) and print its counts."""
+        if self.splits is not None:
+            return
+        self.splits = load_mars(self.root, self.protocol, self.skip_bad_frames)
+        Console().print(self.splits.summary())
+        for tracklets in (self.splits.train, self.splits.query):  # decode one frame here, not in a worker
+            if tracklets:
+                self._frames(tracklets[:1])[0]
+
+    def train_dataloader(self) -> DataLoader:
+        """PK batches of training frames: (images (P*K, 3, H, W), pids, camids, tracklet_ids)."""
+        scaled = round(self.height * self.crop_scale), round(self.width * self.crop_scale)
+        frames = self._frames(self.splits.train, *scaled, transform=self._augmentation())
+        sampler = PKSampler(frames.pids, self.P, self.K, self.batches_per_epoch, seed=self.seed)
+        return self._loader(frames, batch_sampler=sampler)
+
+    def val_dataloader(self) -> list[DataLoader]:
+        """[query frames, gallery frames], `val_frames_per_tracklet` of each tracklet."""
+        return self._ranking_loaders(self.val_frames_per_tracklet)
+
+    def test_dataloader(self) -> list[DataLoader]:
+        """[query frames, gallery frames], every frame of each tracklet."""
+        return self._ranking_loaders(None)
+
+    def _ranking_loaders(self, frames_per_tracklet: int | None) -> list[DataLoader]:
+        loaders = []
+        for tracklets in (self.splits.query, self.splits.gallery):
+            if frames_per_tracklet is not None:
+                tracklets = [sample_frames(t, frames_per_tracklet) for t in tracklets]
+            loaders.append(self._loader(self._frames(tracklets), batch_size=self.eval_batch_size))
+        return loaders
+
+    def _augmentation(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        """Random crop back to (height, width) when frames are decoded larger, random flip; or nothing."""
+        steps = [v2.RandomCrop((self.height, self.width))] if self.crop_scale > 1 else []
+        steps += [v2.RandomHorizontalFlip()] if self.flip else []
+        return v2.Compose(steps) if steps else None
+
+    def _frames(
+        self,
+        tracklets: Sequence[Tracklet],
+        height: int | None = None,
+        width: int | None = None,
+        transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> MarsFrameDataset:
+        return MarsFrameDataset(
+            tracklets, height or self.height, width or self.width, transform, self.skip_bad_frames
+        )
+
+    def _loader(self, dataset: MarsFrameDataset, **kwargs) -> DataLoader:
+        return WorkerErrorLoader(
+            dataset,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+            **kwargs,
+        )

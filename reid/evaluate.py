@@ -1,0 +1,164 @@
+"""Evaluate a trained checkpoint on the MARS test split: tracklet CMC and mAP, re-ranking, ranked lists.
+
+`python evaluate.py ckpt_path=<run>/checkpoints/<file>.ckpt dataset.root=... [rerank=true]` writes, in its
+own run folder, `metrics.json` (the protocol, mAP, rank1/5/10/20 and the query and gallery counts, the same
+under `reranked` with re-ranking), `features.npz` (tracklet features, pids and camids of query and gallery)
+and `rankings/*.png` (ranked lists of `n_show` queries).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from rich.progress import track
+from rich.table import Table
+from torch import nn
+from torch.utils.data import DataLoader
+
+from reid.errors import ConfigError
+from reid.evaluators import Tracklets, ValidationSet
+from reid.metrics import euclidean_distances
+from reid.ranking_figures import save_ranked_lists
+from reid.rerank import re_ranking
+from reid.run import check_checkpoint
+
+METRIC_KEYS = ("mAP", "rank1", "rank5", "rank10", "rank20")
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Evaluate `cfg.ckpt_path` as configured; returns what `metrics.json` holds."""
+    output_dir = Path(cfg.paths.output_dir)
+    print(f"Run folder: {output_dir}")
+    if not cfg.ckpt_path:
+        raise ConfigError(
+            "evaluate.py needs ckpt_path=<run>/checkpoints/<file>.ckpt, a checkpoint written by train.py."
+        )
+    model_cfg, size = model_config(cfg)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    backbone = load_backbone(cfg.ckpt_path, model_cfg).to(device)
+    datamodule = instantiate(cfg.dataset, **size)
+    datamodule.setup("test")
+    query_frames, gallery_frames = (
+        embed_frames(backbone, loader, device, name)
+        for loader, name in zip(datamodule.test_dataloader(), ("query", "gallery"), strict=True)
+    )
+    evaluator = instantiate(cfg.evaluator)
+    query, gallery = evaluator.pool(query_frames), evaluator.pool(gallery_frames)
+    distmat = euclidean_distances(query.features, gallery.features).numpy()
+    g_junk = evaluator.junk_mask(gallery.pids.numpy())
+    result = {
+        "protocol": datamodule.protocol,
+        "num_query": len(query.pids),
+        "num_gallery": int(np.count_nonzero(~g_junk)),
+        **summary(evaluator.rank(query, gallery, distmat)),
+    }
+    if cfg.rerank:
+        q_q = euclidean_distances(query.features, query.features).numpy()
+        g_g = euclidean_distances(gallery.features, gallery.features).numpy()
+        reranked = re_ranking(distmat, q_q, g_g, **cfg.reranking)
+        result["reranked"] = summary(evaluator.rank(query, gallery, reranked))
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+    save_features(output_dir / "features.npz", query, gallery)
+    save_ranked_lists(
+        output_dir / "rankings",
+        distmat,
+        datamodule.splits.query,
+        datamodule.splits.gallery,
+        g_junk,
+        cfg.n_show,
+    )
+    Console().print(metrics_table(result))
+    print(
+        f"{result['num_query']} queries ({result['num_valid_query']} with a true match), "
+        f"{result['num_gallery']} gallery tracklets ranked.\nRun folder: {output_dir}"
+    )
+    return result
+
+
+def model_config(cfg: DictConfig) -> tuple[DictConfig, dict[str, int]]:
+    """The model config and input size (height, width) the checkpoint was trained with.
+
+    Both come from the training run's `<run>/.hydra/config.yaml` next to `<run>/checkpoints/`, when it is
+    there (so a checkpoint evaluates without repeating its settings); otherwise from the evaluate config.
+    """
+    run_config = Path(cfg.ckpt_path).resolve().parent.parent / ".hydra" / "config.yaml"
+    if not run_config.is_file():
+        print(
+            f"No training config at {run_config}: the model is configured by evaluate's model and embed_dim."
+        )
+        return cfg.model, {}
+    run = OmegaConf.load(run_config)
+    if run.dataset.get("_target_") != cfg.dataset._target_:
+        raise ConfigError(
+            f"The checkpoint {cfg.ckpt_path} was trained on {run.dataset.get('_target_')} (see "
+            f"{run_config}), but evaluate.py evaluates models trained on {cfg.dataset._target_}."
+        )
+    print(f"Model and input size from the training run: {run_config}")
+    model = OmegaConf.create(OmegaConf.to_container(run.model, resolve=True))
+    return model, {"height": run.dataset.height, "width": run.dataset.width}
+
+
+def load_backbone(ckpt_path: str, model_cfg: DictConfig) -> nn.Module:
+    """The configured backbone with the checkpoint's weights, in eval mode.
+
+    A checkpoint of another model fails with `check_checkpoint`'s message. The backbone sits under the
+    name `backbone`, as in `EmbeddingModule`, so the checkpoint's keys match.
+    """
+    holder = nn.ModuleDict({"backbone": instantiate(model_cfg)})
+    check_checkpoint(ckpt_path, holder)
+    state = torch.load(ckpt_path, map_location="cpu", weights_only=False)["state_dict"]
+    holder.load_state_dict(state)
+    return holder["backbone"].eval()
+
+
+def embed_frames(backbone: nn.Module, loader: DataLoader, device: torch.device, name: str) -> ValidationSet:
+    """Embeddings (N, D) float32 on the CPU of every frame of an (images, pids, camids, tracklet_ids) loader.
+
+    Runs under `torch.inference_mode`, with bf16 autocast on a GPU.
+    """
+    embeddings, fields = [], []
+    with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda"):
+        for images, *rest in track(loader, f"Embedding {name} frames"):
+            embeddings.append(backbone(images.to(device, non_blocking=True)).float().cpu())
+            fields.append(rest)
+    return ValidationSet(
+        torch.cat(embeddings), tuple(torch.cat(column) for column in zip(*fields, strict=True))
+    )
+
+
+def save_features(path: Path, query: Tracklets, gallery: Tracklets) -> None:
+    """Tracklet features (Q, D) and (G, D), pids and camids as `q_features`, `q_pids`, ..., `g_camids`."""
+    np.savez(
+        path,
+        q_features=query.features.numpy(),
+        q_pids=query.pids.numpy(),
+        q_camids=query.camids.numpy(),
+        g_features=gallery.features.numpy(),
+        g_pids=gallery.pids.numpy(),
+        g_camids=gallery.camids.numpy(),
+    )
+
+
+def summary(metrics: dict[str, float]) -> dict[str, float | int]:
+    """The reported subset of a `TrackletRankEvaluator` result: mAP, CMC ranks, valid queries (an int)."""
+    return {**{key: metrics[key] for key in METRIC_KEYS}, "num_valid_query": int(metrics["num_valid_query"])}
+
+
+def metrics_table(result: dict[str, Any]) -> Table:
+    """mAP and CMC in percent, with a re-ranked column when there is one."""
+    table = Table(title=f"MARS, {result['protocol']} protocol")
+    table.add_column("metric")
+    columns = [result] + ([result["reranked"]] if "reranked" in result else [])
+    for header in ("%", "re-ranked %")[: len(columns)]:
+        table.add_column(header, justify="right")
+    for key in METRIC_KEYS:
+        table.add_row(key, *(f"{100 * c[key]:.2f}" for c in columns))
+    return table

@@ -1,0 +1,166 @@
+"""MARS end to end through the CLI: train.py experiment=mars_smoke, then evaluate.py on its checkpoint."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from mars_fixtures import write_small_mars
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from reid.data.mars import MarsSplits, load_mars
+from reid.errors import ConfigError, DataError
+from reid.evaluate import evaluate
+from reid.evaluators import protocol_evaluator
+from reid.metrics import rank_metrics
+
+ROOT = Path(__file__).resolve().parents[1]
+METRICS = ["mAP", "rank1", "rank5", "rank10", "rank20"]
+
+
+def cli(script: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(ROOT / script), *args], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+
+
+@pytest.fixture(scope="module")
+def mars(tmp_path_factory) -> Path:
+    """A synthetic tree with enough training identities (16) for the smoke recipe to generalise."""
+    root = tmp_path_factory.mktemp("mars") / "MARS"
+    write_small_mars(root, ids_train=16)
+    return root
+
+
+@pytest.fixture(scope="module")
+def trained(mars, tmp_path_factory) -> Path:
+    """The run folder of `train.py experiment=mars_smoke`, shortened to 40 steps."""
+    run_dir = tmp_path_factory.mktemp("train") / "run"
+    result = cli(
+        "train.py",
+        "experiment=mars_smoke",
+        f"dataset.root={mars}",
+        "trainer.max_steps=40",
+        "trainer.val_check_interval=20",
+        "scheduler.decay_start=30",
+        f"hydra.run.dir={run_dir}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return run_dir
+
+
+def chance_map(splits: MarsSplits, draws: int = 20) -> float:
+    """The protocol's mAP of random rankings (uniform random distances), averaged over draws."""
+    evaluator = protocol_evaluator(splits.protocol)
+    g_pids = np.array([t.pid for t in splits.gallery])
+    labels = dict(
+        q_pids=[t.pid for t in splits.query],
+        g_pids=g_pids,
+        q_camids=[t.camid for t in splits.query],
+        g_camids=[t.camid for t in splits.gallery],
+        max_rank=1,  # mAP does not depend on it
+        ap=evaluator.ap,
+        g_junk=evaluator.junk_mask(g_pids),
+    )
+    rng = np.random.default_rng(0)
+    shape = (len(splits.query), len(splits.gallery))
+    return float(np.mean([rank_metrics(rng.random(shape), **labels).mAP for _ in range(draws)]))
+
+
+def valid_queries(splits: MarsSplits) -> int:
+    """Queries with a gallery tracklet of their identity seen by another camera."""
+    return sum(any(g.pid == q.pid and g.camid != q.camid for g in splits.gallery) for q in splits.query)
+
+
+def test_training_logs_reid_metrics_by_step(trained, mars):
+    events = EventAccumulator(str(trained / "tensorboard"), size_guidance={"scalars": 0})
+    events.Reload()
+    assert {f"val/{m}" for m in METRICS} <= set(events.Tags()["scalars"])
+    assert [e.step for e in events.Scalars("val/mAP")] == [19, 39]  # every 20 steps, across epochs
+    assert events.Scalars("val/mAP")[-1].value > chance_map(load_mars(mars, "official")) + 0.3
+    lr = [e.value for e in events.Scalars("train/lr")]
+    assert lr[0] == pytest.approx(1e-3) and lr[-1] < 1e-2 * lr[0]  # decayed from step 30 to 0.001x at 40
+    checkpoints = {p.name for p in (trained / "checkpoints").glob("*.ckpt")}
+    assert "last.ckpt" in checkpoints and any(re.fullmatch(r"best-step\d{6}\.ckpt", c) for c in checkpoints)
+
+
+def test_evaluate_cli_official_with_reranking(trained, mars, tmp_path):
+    eval_dir = tmp_path / "eval"
+    result = cli(
+        "evaluate.py",
+        f"ckpt_path={trained / 'checkpoints' / 'last.ckpt'}",
+        f"dataset.root={mars}",
+        "dataset.num_workers=0",
+        "rerank=true",
+        "n_show=3",
+        f"hydra.run.dir={eval_dir}",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"Run folder: {eval_dir}" in result.stdout and "rank20" in result.stdout
+    splits = load_mars(mars, "official")
+    metrics = json.loads((eval_dir / "metrics.json").read_text())
+    assert metrics["protocol"] == "official"
+    assert metrics["num_query"] == metrics["num_valid_query"] == len(splits.query)  # every query has a match
+    assert metrics["num_gallery"] == sum(t.pid != -1 for t in splits.gallery)  # junk takes no part
+    assert metrics["mAP"] > chance_map(splits) + 0.3
+    assert set(metrics["reranked"]) == {*METRICS, "num_valid_query"}
+    assert all(0 <= metrics["reranked"][m] <= 1 for m in METRICS)
+
+    features = np.load(eval_dir / "features.npz")
+    assert features["q_features"].shape == (len(splits.query), 32)
+    assert features["g_features"].shape == (len(splits.gallery), 32)
+    assert features["q_pids"].tolist() == [t.pid for t in splits.query]
+    assert features["g_camids"].tolist() == [t.camid for t in splits.gallery]
+    assert len(list((eval_dir / "rankings").glob("query_*.png"))) == 3
+    assert not (trained / "metrics.json").exists()  # the training run is left alone
+
+
+def compose_evaluate(output_dir: Path, *overrides: str):
+    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
+        return compose("evaluate", overrides=[f"paths.output_dir={output_dir}", *overrides])
+
+
+def test_evaluate_torchreid_protocol(trained, mars, tmp_path):
+    cfg = compose_evaluate(
+        tmp_path,
+        f"ckpt_path={trained / 'checkpoints' / 'last.ckpt'}",
+        f"dataset.root={mars}",
+        "dataset.protocol=torchreid",
+        "dataset.num_workers=0",
+        "n_show=1",
+    )
+    metrics = evaluate(cfg)
+    splits = load_mars(mars, "torchreid")
+    assert metrics["protocol"] == "torchreid" and "reranked" not in metrics
+    assert metrics["num_query"] == len(splits.query) and metrics["num_gallery"] == len(splits.gallery)
+    assert metrics["num_valid_query"] == valid_queries(splits) < len(splits.query)  # query-only ids skipped
+    assert metrics["mAP"] > chance_map(splits) + 0.3
+    assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
+
+
+def test_checkpoint_of_another_model_is_refused(trained, mars, tmp_path):
+    """Without the run's .hydra/config.yaml the evaluate config's model (LuNet) is built, and refused."""
+    ckpt = tmp_path / "elsewhere" / "last.ckpt"
+    ckpt.parent.mkdir()
+    shutil.copy(trained / "checkpoints" / "last.ckpt", ckpt)
+    cfg = compose_evaluate(tmp_path, f"ckpt_path={ckpt}", f"dataset.root={mars}")
+    with pytest.raises(ConfigError, match="does not match the configured model"):
+        evaluate(cfg)
+    with pytest.raises(ConfigError, match="ckpt_path"):
+        evaluate(compose_evaluate(tmp_path, f"dataset.root={mars}"))
+
+
+def test_missing_mars_root(trained, tmp_path):
+    missing = tmp_path / "no-mars-here"
+    cfg = compose_evaluate(
+        tmp_path, f"ckpt_path={trained / 'checkpoints' / 'last.ckpt'}", f"dataset.root={missing}"
+    )
+    with pytest.raises(DataError, match=str(missing)):
+        evaluate(cfg)
