@@ -44,16 +44,20 @@ class EmbeddingFigures(pl.Callback):
 
     Writes `<dirpath>/epoch_NNN.png` and the same figure as the TensorBoard image `val/embedding`; with
     more than 2 dimensions the plot is a PCA projection and TensorBoard's projector also gets up to
-    `projector_points` test embeddings with their labels.
+    `projector_points` test embeddings with their labels. Drawn only for data with at most `max_classes`
+    classes (digits, clothes): a scatter of hundreds of re-ID identities tells nothing.
     """
 
-    def __init__(self, dirpath: str, projector_points: int = 2000):
+    def __init__(self, dirpath: str, projector_points: int = 2000, max_classes: int = 20):
         self.dirpath = Path(dirpath)
         self.projector_points = projector_points
+        self.max_classes = max_classes
 
     def on_validation_end(self, trainer, pl_module) -> None:
         result = getattr(pl_module, "last_validation", None)
         if trainer.sanity_checking or result is None or result.step != trainer.global_step:
+            return
+        if len(result.labels.unique()) > self.max_classes:
             return
         class_names = getattr(trainer.datamodule, "class_names", ())
         embeddings, labels = result.embeddings.numpy(), result.labels.numpy()

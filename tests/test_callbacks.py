@@ -59,3 +59,19 @@ def test_embedding_figure_per_validation(tmp_path, embed_dim):
     trainer.fit(module, datamodule=DigitsDataModule())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch_000.png", "epoch_001.png"]
     assert module.last_validation.embeddings.shape == (540, embed_dim)
+
+
+def test_no_scatter_for_hundreds_of_identities(tmp_path):
+    """Re-ID validation sets (hundreds of identities) get no class scatter; 10 classes do."""
+    from types import SimpleNamespace
+
+    from reid.module import ValidationEmbeddings
+
+    trainer = SimpleNamespace(sanity_checking=False, global_step=7, datamodule=None, loggers=[])
+    for classes, expected in ((300, []), (10, ["epoch_000.png"])):
+        result = ValidationEmbeddings(torch.randn(600, 2), torch.arange(600) % classes, 0, 7, {"mAP": 0.5})
+        EmbeddingFigures(str(tmp_path / str(classes))).on_validation_end(
+            trainer, SimpleNamespace(last_validation=result)
+        )
+        folder = tmp_path / str(classes)
+        assert (sorted(p.name for p in folder.iterdir()) if folder.exists() else []) == expected
