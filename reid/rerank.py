@@ -180,17 +180,17 @@ def _check_parameters(k1: int, k2: int, lambda_value: float, n: int) -> None:
     if not 1 <= k1 < n:
         raise ConfigError(
             f"re_ranking got k1={k1}, but the k-reciprocal neighbourhoods need 1 <= k1 < {n} (the number "
-            "of query + gallery items): set rerank.k1 within that range (the paper uses 20)."
+            "of query + gallery items): set reranking.k1 within that range (the paper uses 20)."
         )
     if not 1 <= k2 <= n:
         raise ConfigError(
             f"re_ranking got k2={k2}, but the query expansion averages over 1 to {n} (query + gallery "
-            "items) neighbours: set rerank.k2 within that range (the paper uses 6; 1 turns it off)."
+            "items) neighbours: set reranking.k2 within that range (the paper uses 6; 1 turns it off)."
         )
     if not 0 <= lambda_value <= 1:
         raise ConfigError(
             f"re_ranking got lambda_value={lambda_value}, but it weighs the original distance against the "
-            "Jaccard distance and must lie in [0, 1]: set rerank.lambda_value (the paper uses 0.3)."
+            "Jaccard distance and must lie in [0, 1]: set reranking.lambda_value (the paper uses 0.3)."
         )
 
 
