@@ -28,7 +28,7 @@ def compose_train(output_dir: Path, *overrides: str) -> DictConfig:
 
 @pytest.fixture
 def digits_cfg(tmp_path):
-    """A factory of short digits runs (2 epochs of 4 batches of 5 x 4 images): `digits_cfg(name, *overrides)`."""
+    """Short digits runs (2 epochs of 4 batches of 5 x 4 images): `digits_cfg(name, *overrides)`."""
 
     def make(name: str = "run", *overrides: str) -> DictConfig:
         short = ["trainer.max_epochs=2", "dataset.P=5", "dataset.K=4", "dataset.batches_per_epoch=4"]
