@@ -164,5 +164,5 @@ def test_resume_from_another_model_is_refused(digits_cfg, tmp_path):
 
 @pytest.mark.parametrize(("key", "value"), [("P", 1), ("K", 1)])
 def test_pk_below_two_is_a_config_error(digits_cfg, key, value):
-    with pytest.raises(ConfigError, match=f"{key}"):
+    with pytest.raises(ConfigError, match=rf"dataset\.{key}={value}.*at least 2"):
         train(digits_cfg("run", f"dataset.{key}={value}"))
