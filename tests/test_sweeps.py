@@ -222,18 +222,23 @@ def test_interrupted_run_writes_its_results_with_status(digits_cfg, tmp_path):
     reason="hydra-joblib-launcher is not installed (pip install -e '.[sweeps]')",
 )
 def test_joblib_launcher_runs_two_jobs_at_once(tmp_path):
+    """Each job waits at a meeting point until the other has started: run one after the other, they fail."""
     result = multirun(
-        tmp_path,
+        tmp_path / "sweep",
         "margin=0.2,0.5",
         "hydra/launcher=joblib",
         "hydra.launcher.n_jobs=2",
         "~callbacks.embedding_figures",
         "~callbacks.embedding_histograms",
+        "+callbacks.meeting_point._target_=tests.meeting_point.MeetingPoint",
+        f"+callbacks.meeting_point.folder={tmp_path / 'meeting'}",
+        "+callbacks.meeting_point.parties=2",
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    runs = [read_results(tmp_path / name) for name in ("0", "1")]
+    runs = [read_results(tmp_path / "sweep" / name) for name in ("0", "1")]
     assert runs[0]["pid"] != runs[1]["pid"]
+    assert sorted(p.name for p in (tmp_path / "meeting").iterdir()) == sorted(str(run["pid"]) for run in runs)
     starts = [datetime.fromisoformat(run["started_at"]) for run in runs]
     ends = [datetime.fromisoformat(run["finished_at"]) for run in runs]
     assert max(starts) < min(ends), "the two runs did not overlap in time"
-    assert [row["status"] for row in read_csv(tmp_path / "summary.csv")] == ["completed"] * 2
+    assert [row["status"] for row in read_csv(tmp_path / "sweep" / "summary.csv")] == ["completed"] * 2
