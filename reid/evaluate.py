@@ -22,6 +22,7 @@ from rich.table import Table
 from torch import nn
 from torch.utils.data import DataLoader
 
+from reid.data.mars import to_unit_float
 from reid.errors import ConfigError
 from reid.evaluators import Tracklets, ValidationSet
 from reid.metrics import euclidean_distances
@@ -127,7 +128,7 @@ def embed_frames(backbone: nn.Module, loader: DataLoader, device: torch.device, 
     embeddings, fields = [], []
     with torch.inference_mode(), torch.autocast(device.type, torch.bfloat16, enabled=device.type == "cuda"):
         for images, *rest in track(loader, f"Embedding {name} frames"):
-            embeddings.append(backbone(images.to(device, non_blocking=True)).float().cpu())
+            embeddings.append(backbone(to_unit_float(images.to(device, non_blocking=True))).float().cpu())
             fields.append(rest)
     return ValidationSet(
         torch.cat(embeddings), tuple(torch.cat(column) for column in zip(*fields, strict=True))

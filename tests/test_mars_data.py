@@ -10,8 +10,9 @@ import pytest
 import scipy.io
 import torch
 from mars_fixtures import load_generator, write_small_mars
+from PIL import Image, ImageFilter
 
-from reid.data.mars import MarsFrameDataset, Tracklet, load_mars, sample_frames
+from reid.data.mars import MarsFrameDataset, Tracklet, decode_frame, load_mars, sample_frames, to_unit_float
 from reid.errors import ConfigError, DataError
 
 
@@ -249,12 +250,38 @@ def test_frame_dataset_items(pristine):
     data = MarsFrameDataset(splits.query[:3])
     assert len(data) == sum(len(t.paths) for t in splits.query[:3])
     image, pid, camid, t = data[len(splits.query[0].paths)]  # first frame of the second tracklet
-    assert image.shape == (3, 128, 64) and image.dtype == torch.float32
-    assert 0 <= image.min() and image.max() <= 1 and image.std() > 0.05
+    assert image.shape == (3, 128, 64) and image.dtype == torch.uint8 and image.float().std() > 10
+    assert torch.equal(
+        image,
+        torch.from_numpy(decode_frame(data.paths[len(splits.query[0].paths)], 128, 64)).permute(2, 0, 1),
+    )
+    scaled = to_unit_float(image[None])
+    assert scaled.dtype == torch.float32 and torch.equal(scaled[0] * 255, image.float())
     assert (pid, camid, t) == (splits.query[1].pid, splits.query[1].camid, 1)
     assert data.pids.tolist() == [q.pid for q in splits.query[:3] for _ in q.paths]
     flipped = MarsFrameDataset(splits.query[:1], height=144, width=72, transform=lambda x: x.flip(-1))
     assert torch.equal(flipped[0][0], MarsFrameDataset(splits.query[:1], height=144, width=72)[0][0].flip(-1))
+
+
+def test_decode_frame_matches_a_full_decode(pristine):
+    """Half size comes from libjpeg's DCT scaling: the same picture as a full decode reduced 2x2 (compared
+    blurred, as the synthetic frames' pixel noise is filtered differently); other sizes are exact."""
+    root, _ = pristine
+    path = load_mars(root).query[0].paths[0]
+    with Image.open(path) as img:
+        full = img.convert("RGB")
+    ours = decode_frame(path, 128, 64)
+    assert ours.shape == (128, 64, 3) and ours.dtype == np.uint8
+
+    def blurred(pixels: np.ndarray) -> np.ndarray:
+        return np.asarray(Image.fromarray(pixels).filter(ImageFilter.GaussianBlur(2)), dtype=float)
+
+    reduced = np.asarray(full.reduce(2))
+    match = np.abs(blurred(ours) - blurred(reduced)).mean()
+    mirrored = np.abs(blurred(ours) - blurred(reduced[:, ::-1].copy())).mean()
+    assert match < 1.5 and mirrored > 4 * match  # the same picture, the right way round
+    resized = full.resize((72, 144), Image.Resampling.BILINEAR)
+    assert np.array_equal(decode_frame(path, 144, 72), np.asarray(resized))
 
 
 def test_unreadable_jpeg(tree):

@@ -44,9 +44,10 @@ def ranked_splits(module: MarsDataModule) -> tuple[list, list]:
 
 def test_batches_are_images_pids_camids_tracklet_ids(root):
     module = datamodule(root)
-    images, pids, camids, tracklet_ids = next(iter(module.train_dataloader()))
-    assert images.shape == (12, 3, 32, 16) and images.dtype == torch.float32
-    assert 0 <= images.min() and images.max() <= 1
+    batch = next(iter(module.train_dataloader()))
+    assert batch[0].shape == (12, 3, 32, 16) and batch[0].dtype == torch.uint8  # copied to the device as is
+    images, pids, camids, tracklet_ids = module.on_after_batch_transfer(batch, 0)
+    assert images.dtype == torch.float32 and torch.equal(images * 255, batch[0].float())
     tracklets = [module.splits.train[t] for t in tracklet_ids.tolist()]
     assert pids.tolist() == [t.pid for t in tracklets] and camids.tolist() == [t.camid for t in tracklets]
     query, gallery = module.val_dataloader()

@@ -15,9 +15,10 @@ import pytorch_lightning as pl
 import torch
 from rich.console import Console
 from torch.utils.data import DataLoader
-from torchvision.transforms import v2
 
-from reid.data.mars import MarsFrameDataset, MarsSplits, Tracklet, load_mars, sample_frames
+from reid.data.augment import RandomCropFlip
+from reid.data.frame_cache import FrameCache, default_cache_dir, prepare_command
+from reid.data.mars import MarsFrameDataset, MarsSplits, Tracklet, load_mars, sample_frames, to_unit_float
 from reid.errors import ConfigError, DataError
 from reid.samplers import PKSampler
 
@@ -62,6 +63,9 @@ class MarsDataModule(pl.LightningDataModule):
         eval_batch_size: frames per batch when embedding query and gallery.
         num_workers: DataLoader worker processes (persistent between epochs; pinned memory on a GPU).
         seed: seeds the PK sampler (with the epoch).
+        cache: read frames from the prepared frame caches (`scripts/prepare_mars.py`) instead of decoding
+            JPEGs; training needs the cache of its decode size, evaluation the one of (height, width).
+        cache_dir: where the caches are (None: `<root>/cache`).
     """
 
     def __init__(
@@ -80,6 +84,8 @@ class MarsDataModule(pl.LightningDataModule):
         eval_batch_size: int = 256,
         num_workers: int = 4,
         seed: int = 0,
+        cache: bool = False,
+        cache_dir: str | None = None,
     ):
         super().__init__()
         if crop_scale < 1:
@@ -98,7 +104,9 @@ class MarsDataModule(pl.LightningDataModule):
         self.flip, self.crop_scale = flip, crop_scale
         self.val_frames_per_tracklet = val_frames_per_tracklet
         self.eval_batch_size, self.num_workers, self.seed = eval_batch_size, num_workers, seed
+        self.cache, self.cache_dir = cache, cache_dir or default_cache_dir(root)
         self.splits: MarsSplits | None = None
+        self.caches: dict[tuple[int, int], FrameCache] = {}
 
     def setup(self, stage: str | None = None) -> None:
         """Parse and check the release once (every check raises a `DataError`) and print its counts."""
@@ -106,14 +114,15 @@ class MarsDataModule(pl.LightningDataModule):
             return
         self.splits = load_mars(self.root, self.protocol, self.skip_bad_frames)
         Console().print(self.splits.summary())
+        if self.cache:
+            self.caches = self._open_caches()
         for tracklets in (self.splits.train, self.splits.query):  # decode one frame here, not in a worker
             if tracklets:
                 self._frames(tracklets[:1])[0]
 
     def train_dataloader(self) -> DataLoader:
-        """PK batches of training frames: (images (P*K, 3, H, W), pids, camids, tracklet_ids)."""
-        scaled = round(self.height * self.crop_scale), round(self.width * self.crop_scale)
-        frames = self._frames(self.splits.train, *scaled, transform=self._augmentation())
+        """PK batches of training frames: (images (P*K, 3, H, W) uint8, pids, camids, tracklet_ids)."""
+        frames = self._frames(self.splits.train, *self._train_size(), transform=self._augmentation())
         sampler = PKSampler(frames.pids, self.P, self.K, self.batches_per_epoch, seed=self.seed)
         return self._loader(frames, batch_sampler=sampler)
 
@@ -133,11 +142,32 @@ class MarsDataModule(pl.LightningDataModule):
             loaders.append(self._loader(self._frames(tracklets), batch_size=self.eval_batch_size))
         return loaders
 
-    def _augmentation(self) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    def on_after_batch_transfer(self, batch: list, dataloader_idx: int) -> list:
+        """Scale the uint8 images to float [0, 1] on the device, after the (4x smaller) copy."""
+        return [to_unit_float(batch[0]), *batch[1:]]
+
+    def _train_size(self) -> tuple[int, int]:
+        """(height, width) training frames are decoded at: the input size times `crop_scale`."""
+        return round(self.height * self.crop_scale), round(self.width * self.crop_scale)
+
+    def _open_caches(self) -> dict[tuple[int, int], FrameCache]:
+        """The frame caches of the training and evaluation sizes (a `DataError` naming the build command)."""
+        sizes = list(dict.fromkeys([self._train_size(), (self.height, self.width)]))
+        try:
+            return {size: FrameCache.open(self.root, self.cache_dir, *size) for size in sizes}
+        except DataError as error:
+            if len(sizes) == 1:
+                raise
+            raise DataError(
+                f"{error} This config needs the sizes {sizes}; build both at once with "
+                f"`{prepare_command(self.root, self.cache_dir, sizes)}`."
+            ) from None
+
+    def _augmentation(self) -> RandomCropFlip | None:
         """Random crop back to (height, width) when frames are decoded larger, random flip; or nothing."""
-        steps = [v2.RandomCrop((self.height, self.width))] if self.crop_scale > 1 else []
-        steps += [v2.RandomHorizontalFlip()] if self.flip else []
-        return v2.Compose(steps) if steps else None
+        if self.crop_scale == 1 and not self.flip:
+            return None
+        return RandomCropFlip(self.height, self.width, self.flip)
 
     def _frames(
         self,
@@ -146,9 +176,8 @@ class MarsDataModule(pl.LightningDataModule):
         width: int | None = None,
         transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> MarsFrameDataset:
-        return MarsFrameDataset(
-            tracklets, height or self.height, width or self.width, transform, self.skip_bad_frames
-        )
+        size = height or self.height, width or self.width
+        return MarsFrameDataset(tracklets, *size, transform, self.skip_bad_frames, self.caches.get(size))
 
     def _loader(self, dataset: MarsFrameDataset, **kwargs) -> DataLoader:
         return WorkerErrorLoader(
