@@ -27,7 +27,9 @@ class PKSampler(torch.utils.data.Sampler[list[int]]):
       pass over the data across all ranks; `batches_per_epoch` overrides it.
     - Randomness: a private `torch.Generator` seeded from (seed, epoch): the same seed and epoch give the
       same batches, another epoch gives others, and the global RNG is left alone. Call `set_epoch` each
-      epoch (Lightning does so for a `batch_sampler`); without it every iteration repeats epoch 0.
+      epoch; without it every iteration repeats epoch 0. Lightning calls `set_epoch` only on
+      `loader.sampler` and `loader.batch_sampler.sampler`, never on a batch sampler itself, so the sampler
+      is its own `.sampler`: used as `batch_sampler`, it gets each epoch's number (resumes included).
     - DDP: every rank builds the same `world_size * len(self)` batches and keeps every `world_size`-th
       one from index `rank`: the shards are disjoint slices of that list, equally long, and interleaved
       (batch i of rank r is batch `i * world_size + r`) they are exactly the batches of one process with
@@ -91,6 +93,7 @@ class PKSampler(torch.utils.data.Sampler[list[int]]):
         self.P, self.K = P, K
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.epoch = 0
+        self.sampler = self  # where Lightning looks for `set_epoch` (see the class docstring)
         self.num_batches = batches_per_epoch or max(1, len(labels) // (P * K * world_size))
         self._order = torch.argsort(inverse, stable=True)  # (N,) dataset indices grouped by label
         self._counts = counts  # (C,) samples per label

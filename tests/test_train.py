@@ -1,6 +1,7 @@
 """End-to-end training: the CLI on tiny data, resume, and each bad input's message."""
 
 import gzip
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -8,11 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hydra.utils import instantiate
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from test_idx import idx_bytes
 
 from reid.errors import ConfigError, DataError
 from reid.run import train
+from reid.samplers import PKSampler
 
 ROOT = Path(__file__).resolve().parents[1]
 SCALARS = [
@@ -150,6 +153,25 @@ def test_resume_continues_exactly(digits_cfg, tmp_path):
     for index, state in adam_straight.items():
         torch.testing.assert_close(adam_resumed[index]["exp_avg"], state["exp_avg"])
     assert (tmp_path / "first" / "checkpoints" / "last.ckpt").is_file()  # the earlier run is left intact
+
+
+def test_each_epoch_draws_that_epochs_batches(digits_cfg, tmp_path):
+    """Lightning reaches the PK batch sampler's `set_epoch`: epoch e trains on its epoch-e batches."""
+    cfg = digits_cfg(
+        "run",
+        "+callbacks.shard_recorder._target_=shard_recorder.ShardRecorder",  # tests/ is on sys.path
+        f"+callbacks.shard_recorder.folder={tmp_path / 'batches'}",
+    )
+    train(cfg)
+    datamodule = instantiate(cfg.dataset)
+    datamodule.setup("fit")
+    sampler = PKSampler(datamodule.splits.train_labels, 5, 4, batches_per_epoch=4, seed=cfg.seed)
+    drawn = []
+    for epoch in range(2):
+        sampler.set_epoch(epoch)
+        drawn.append(json.loads((tmp_path / "batches" / f"rank0_epoch{epoch}.json").read_text())["batches"])
+        assert drawn[-1] == list(sampler)
+    assert drawn[0] != drawn[1]
 
 
 def test_resume_from_another_model_is_refused(digits_cfg, tmp_path):
