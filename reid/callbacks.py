@@ -55,7 +55,9 @@ class EmbeddingFigures(pl.Callback):
 
     def on_validation_end(self, trainer, pl_module) -> None:
         result = getattr(pl_module, "last_validation", None)
-        if trainer.sanity_checking or result is None or result.step != trainer.global_step:
+        if not trainer.is_global_zero or trainer.sanity_checking or result is None:
+            return
+        if result.step != trainer.global_step:
             return
         if len(result.labels.unique()) > self.max_classes:
             return

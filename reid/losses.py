@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from reid.distributed import gather_batch
+
 
 def pairwise_distance(x: Tensor, squared: bool = False) -> Tensor:
     """Euclidean distances between all rows of `x`.
@@ -167,36 +169,56 @@ def batch_all_triplet_loss(
     return loss, TripletStats(active_fraction, weights @ d_ap, weights @ d_an)
 
 
-class BatchHardTripletLoss(nn.Module):
-    """Module form of `batch_hard_triplet_loss`; `forward(embeddings, labels)` returns (loss, stats)."""
+class _TripletLossModule(nn.Module):
+    """A loss function as a module: `forward(embeddings (B, D), labels (B,))` returns (loss, stats).
 
-    def __init__(self, margin: float):
+    With `gather` (DDP), the loss is computed on every rank over all ranks' batches concatenated, so the
+    hardest examples are mined over the global batch; see `reid.distributed.gather_batch`.
+    """
+
+    def __init__(self, gather: bool = False):
         super().__init__()
-        self.margin = margin
+        self.gather = gather
 
     def forward(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, TripletStats]:
+        if self.gather:
+            embeddings, labels = gather_batch(embeddings, labels)
+        return self.loss(embeddings, labels)
+
+    def loss(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, TripletStats]:
+        raise NotImplementedError
+
+
+class BatchHardTripletLoss(_TripletLossModule):
+    """Module form of `batch_hard_triplet_loss`."""
+
+    def __init__(self, margin: float, gather: bool = False):
+        super().__init__(gather)
+        self.margin = margin
+
+    def loss(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, TripletStats]:
         return batch_hard_triplet_loss(embeddings, labels, self.margin, return_stats=True)
 
     def extra_repr(self) -> str:
-        return f"margin={self.margin}"
+        return f"margin={self.margin}, gather={self.gather}"
 
 
-class SoftMarginTripletLoss(nn.Module):
-    """Module form of `batch_hard_soft_margin_loss`; `forward(embeddings, labels)` returns (loss, stats)."""
+class SoftMarginTripletLoss(_TripletLossModule):
+    """Module form of `batch_hard_soft_margin_loss`."""
 
-    def forward(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, TripletStats]:
+    def loss(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, TripletStats]:
         return batch_hard_soft_margin_loss(embeddings, labels, return_stats=True)
 
 
-class BatchAllTripletLoss(nn.Module):
-    """Module form of `batch_all_triplet_loss`; `forward(embeddings, labels)` returns (loss, stats)."""
+class BatchAllTripletLoss(_TripletLossModule):
+    """Module form of `batch_all_triplet_loss`."""
 
-    def __init__(self, margin: float):
-        super().__init__()
+    def __init__(self, margin: float, gather: bool = False):
+        super().__init__(gather)
         self.margin = margin
 
-    def forward(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, TripletStats]:
+    def loss(self, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, TripletStats]:
         return batch_all_triplet_loss(embeddings, labels, self.margin, return_stats=True)
 
     def extra_repr(self) -> str:
-        return f"margin={self.margin}"
+        return f"margin={self.margin}, gather={self.gather}"

@@ -104,7 +104,9 @@ class EmbeddingModule(pl.LightningModule):
         if self.trainer.sanity_checking or 0 not in sets:
             return
         metrics = self.evaluator(sets)
-        self.log_dict({f"val/{name}": value for name, value in metrics.items()}, add_dataloader_idx=False)
+        # Under DDP every rank validates the whole set and holds the same numbers: "max" syncs them exactly.
+        values = {f"val/{name}": value for name, value in metrics.items()}
+        self.log_dict(values, add_dataloader_idx=False, sync_dist=True, reduce_fx="max")
         self.last_validation = ValidationEmbeddings(
             sets[0].embeddings, sets[0].fields[0], self.current_epoch, self.global_step, metrics
         )

@@ -96,6 +96,8 @@ class ResultsWriter(pl.Callback):
         self._finish(trainer, status, error=f"{type(exception).__name__}: {exception}")
 
     def _finish(self, trainer: pl.Trainer, status: str, error: str | None = None) -> None:
+        if not trainer.is_global_zero:  # under DDP every rank has the same metrics; one writes them
+            return
         final = {
             k: float(v)
             for k, v in trainer.callback_metrics.items()

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from reid.data.sharding import rank_and_world_size
 from reid.samplers import PKSampler
 
 
@@ -97,7 +98,14 @@ class InMemoryDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         labels = self.splits.train_labels
-        sampler = PKSampler(labels, self.P, self.K, self.batches_per_epoch, seed=self.seed)
+        sampler = PKSampler(
+            labels,
+            self.P,
+            self.K,
+            self.batches_per_epoch,
+            seed=self.seed,
+            **rank_and_world_size(self.trainer),
+        )
         return self._loader(GreyImages(self.splits.train_images, labels), batch_sampler=sampler)
 
     def val_dataloader(self) -> list[DataLoader]:

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 from reid.data.augment import RandomCropFlip
 from reid.data.frame_cache import FrameCache, default_cache_dir, prepare_command
 from reid.data.mars import MarsFrameDataset, MarsSplits, Tracklet, load_mars, sample_frames, to_unit_float
+from reid.data.sharding import rank_and_world_size
 from reid.errors import ConfigError, DataError
 from reid.samplers import PKSampler
 
@@ -123,7 +124,8 @@ class MarsDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         """PK batches of training frames: (images (P*K, 3, H, W) uint8, pids, camids, tracklet_ids)."""
         frames = self._frames(self.splits.train, *self._train_size(), transform=self._augmentation())
-        sampler = PKSampler(frames.pids, self.P, self.K, self.batches_per_epoch, seed=self.seed)
+        shard = rank_and_world_size(self.trainer)
+        sampler = PKSampler(frames.pids, self.P, self.K, self.batches_per_epoch, seed=self.seed, **shard)
         return self._loader(frames, batch_sampler=sampler)
 
     def val_dataloader(self) -> list[DataLoader]:
