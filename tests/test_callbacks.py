@@ -67,7 +67,9 @@ def test_no_scatter_for_hundreds_of_identities(tmp_path):
 
     from reid.module import ValidationEmbeddings
 
-    trainer = SimpleNamespace(sanity_checking=False, global_step=7, datamodule=None, loggers=[])
+    trainer = SimpleNamespace(
+        sanity_checking=False, global_step=7, datamodule=None, loggers=[], is_global_zero=True
+    )
     for classes, expected in ((300, []), (10, ["epoch_000.png"])):
         result = ValidationEmbeddings(torch.randn(600, 2), torch.arange(600) % classes, 0, 7, {"mAP": 0.5})
         EmbeddingFigures(str(tmp_path / str(classes))).on_validation_end(

@@ -39,57 +39,64 @@ def problem() -> tuple[nn.Linear, torch.Tensor, torch.Tensor]:
     return model, inputs, labels
 
 
-def ddp_worker(rank: int, init_file: str, loss_name: str, gather: bool, out: str) -> None:
+def ddp_worker(rank: int, init_file: str, out: str) -> None:
+    """On one of WORLD gloo ranks: every loss, with and without gather, through a DDP-wrapped model."""
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD)
-    model, inputs, labels = problem()
-    ddp = DistributedDataParallel(model)
-    loss, stats = LOSSES[loss_name](gather)(ddp(shard(inputs, rank)), shard(labels, rank))
-    loss.backward()
-    torch.save({"loss": loss.detach(), "grad": model.weight.grad, "active": stats.active_fraction}, out)
+    results = {}
+    for name, make_loss in LOSSES.items():
+        for gather in (True, False):
+            model, inputs, labels = problem()
+            ddp = DistributedDataParallel(model)  # kept alive: its hooks average the gradients in backward
+            loss, stats = make_loss(gather)(ddp(shard(inputs, rank)), shard(labels, rank))
+            loss.backward()
+            results[name, gather] = {
+                "loss": loss.detach(),
+                "grad": model.weight.grad,
+                "active": stats.active_fraction,
+            }
+    torch.save(results, out)
     dist.destroy_process_group()
-
-
-def run_ddp(tmp_path: Path, loss_name: str, gather: bool) -> list[dict]:
-    """Run `ddp_worker` on WORLD spawned processes; what each rank saved."""
-    name = f"{loss_name}-{gather}"
-    outs = [str(tmp_path / f"{name}-rank{r}.pt") for r in range(WORLD)]
-    init_file = str(tmp_path / f"{name}-init")
-    spawn = mp.get_context("spawn")
-    processes = [
-        spawn.Process(target=ddp_worker, args=(rank, init_file, loss_name, gather, outs[rank]))
-        for rank in range(WORLD)
-    ]
-    for process in processes:
-        process.start()
-    for process in processes:
-        process.join(120)
-        assert process.exitcode == 0
-    return [torch.load(out) for out in outs]
 
 
 def shard(tensor: torch.Tensor, rank: int) -> torch.Tensor:
     return tensor[rank * P * K : (rank + 1) * P * K]
 
 
+@pytest.fixture(scope="module")
+def ranks(tmp_path_factory) -> list[dict]:
+    """What each of WORLD spawned processes computed in `ddp_worker`."""
+    folder = tmp_path_factory.mktemp("ddp")
+    outs = [str(folder / f"rank{r}.pt") for r in range(WORLD)]
+    spawn = mp.get_context("spawn")
+    processes = [
+        spawn.Process(target=ddp_worker, args=(rank, str(folder / "init"), outs[rank]))
+        for rank in range(WORLD)
+    ]
+    for process in processes:
+        process.start()
+    for process in processes:
+        process.join(300)
+        assert process.exitcode == 0
+    return [torch.load(out) for out in outs]
+
+
 @pytest.mark.parametrize("loss_name", sorted(LOSSES))
-def test_gathered_loss_has_the_gradient_of_the_global_batch(tmp_path, loss_name):
+def test_gathered_loss_has_the_gradient_of_the_global_batch(ranks, loss_name):
     model, inputs, labels = problem()
     loss, stats = LOSSES[loss_name](False)(model(inputs), labels)  # one process, the global batch
     loss.backward()
-    ranks = run_ddp(tmp_path, loss_name, gather=True)
     for rank in ranks:
-        torch.testing.assert_close(rank["loss"], loss.detach())
-        torch.testing.assert_close(rank["active"], stats.active_fraction)
-        torch.testing.assert_close(rank["grad"], model.weight.grad)  # after DDP's averaging
+        torch.testing.assert_close(rank[loss_name, True]["loss"], loss.detach())
+        torch.testing.assert_close(rank[loss_name, True]["active"], stats.active_fraction)
+        torch.testing.assert_close(rank[loss_name, True]["grad"], model.weight.grad)  # after DDP's averaging
 
-    local = run_ddp(tmp_path, loss_name, gather=False)  # without gather: each rank mines its own batch
-    model.zero_grad()
+    model.zero_grad()  # without gather each rank mines its own batch: DDP averages the per-rank gradients
     per_rank = [LOSSES[loss_name](False)(model(shard(inputs, r)), shard(labels, r))[0] for r in range(WORLD)]
     torch.stack(per_rank).mean().backward()
-    for rank, expected in zip(local, per_rank, strict=True):
-        torch.testing.assert_close(rank["loss"], expected.detach())
-        torch.testing.assert_close(rank["grad"], model.weight.grad)
-    assert not torch.allclose(local[0]["grad"], ranks[0]["grad"])  # global mining changes the gradient
+    for rank, expected in zip(ranks, per_rank, strict=True):
+        torch.testing.assert_close(rank[loss_name, False]["loss"], expected.detach())
+        torch.testing.assert_close(rank[loss_name, False]["grad"], model.weight.grad)
+    assert not torch.allclose(ranks[0][loss_name, False]["grad"], ranks[0][loss_name, True]["grad"])
 
 
 def test_train_cli_with_ddp_shards_batches_and_validates_like_one_process(tmp_path):
