@@ -3,13 +3,16 @@
 All distances are Euclidean (not squared). A triplet (a, p, n) is valid when p != a has the label of a and
 n has another label. Anchors without a positive or without a negative in the batch are left out of every
 mean; when nothing is valid a loss is a zero that still backpropagates (same value and gradient as
-`(embeddings * 0).sum()`), computed without a host sync.
+`(embeddings * 0).sum()`).
 
 Batch-hard mining needs no autograd graph: the hardest positive and negative of each anchor are picked
 under `no_grad` from one (B, B) score matrix, then only the picked distances are recomputed with gradients
-from the gathered rows, so the backward pass costs O(B * D) and the peak extra memory stays near 2.25 B^2
-float32 values (one float matrix, its positive-masked copy and one bool matrix). The picking ranks squared
-distances computed with one matmul, so candidates tied within float rounding may resolve either way.
+from the gathered rows, so the backward pass costs O(B * D). The matrix is touched in only two full passes
+(the matmul and the row minimum for negatives): positives are read from each anchor's label group,
+(B, M) entries with M the largest label count, and the same entries are overwritten in place to exclude
+them from the negatives. Peak extra memory is about 1.1 B^2 float32 values; finding M costs one host sync.
+The picking ranks squared distances computed with one matmul, so candidates tied within float rounding
+may resolve either way.
 """
 
 from dataclasses import dataclass
@@ -57,6 +60,19 @@ class TripletStats:
     hardest_neg: Tensor
 
 
+def _label_members(labels: Tensor) -> Tensor:
+    """(B, M) indices of the samples sharing each sample's label (M = largest label count), in index order,
+    padded with the sample's own index. Lets mining touch O(B M) entries for positives instead of O(B^2)."""
+    order = torch.argsort(labels, stable=True)
+    _, group, counts = torch.unique_consecutive(labels[order], return_inverse=True, return_counts=True)
+    group_of = torch.empty_like(group).scatter_(0, order, group)  # (B,) label group of each sample
+    starts = (torch.cumsum(counts, 0) - counts)[group_of]
+    k = torch.arange(int(counts.max()), device=labels.device)
+    slot = (starts.unsqueeze(1) + k).clamp_max(len(labels) - 1)
+    inside = k < counts[group_of].unsqueeze(1)
+    return torch.where(inside, order[slot], torch.arange(len(labels), device=labels.device).unsqueeze(1))
+
+
 def _batch_hard_distances(embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Distances from each anchor to its hardest positive and hardest negative.
 
@@ -73,9 +89,11 @@ def _batch_hard_distances(embeddings: Tensor, labels: Tensor) -> tuple[Tensor, T
         x = embeddings.detach()
         # score[a, j] = ||x_j||^2 - 2 x_a.x_j = d(a, j)^2 - ||x_a||^2 orders row a like the distances.
         score = torch.addmm(x.square().sum(1), x, x.T, alpha=-2)
-        same = labels.unsqueeze(1) == labels
-        pos_max, pos_idx = score.masked_fill(~same, -torch.inf).fill_diagonal_(-torch.inf).max(1)
-        neg_min, neg_idx = score.masked_fill_(same, torch.inf).min(1)
+        members = _label_members(labels)  # (B, M): each anchor's label group, padded with the anchor
+        own = members == torch.arange(len(labels), device=labels.device).unsqueeze(1)
+        pos_max, pos_k = score.gather(1, members).masked_fill_(own, -torch.inf).max(1)
+        pos_idx = members.gather(1, pos_k.unsqueeze(1)).squeeze(1)
+        neg_min, neg_idx = score.scatter_(1, members, torch.inf).min(1)  # in place: only (B, M) writes
         valid = pos_max - neg_min > -torch.inf  # -inf exactly when the positive or the negative is missing
         weights = valid.to(x.dtype) / valid.sum().clamp_min(1)
     picked = embeddings.index_select(0, torch.cat([pos_idx, neg_idx])).view(2, *embeddings.shape)

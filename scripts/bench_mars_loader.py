@@ -14,7 +14,8 @@ Rows (one thread, one core each unless "cores"):
 The last column divides a loader's rate by the model's: the loader must stay >= 3x.
 
 Without --root the frames are 256 x 128 crops of scikit-learn's bundled photos saved at JPEG quality 90
-(about 10 kB each, more detail than a typical MARS frame), so decode rates are on the conservative side.
+(--quality; about 10 kB each, sharp photo detail), so decode rates are on the conservative side: JPEG
+decoding time grows with the bytes to decode.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ HEIGHT, WIDTH, P, K = 128, 64, 32, 4
 GPU_TARGET_STEPS, GPU_TARGET_SECONDS = 25_000, 15 * 60
 
 
-def write_photo_frames(root: Path, identities: int, frames_per_id: int, seed: int = 0) -> None:
+def write_photo_frames(root: Path, identities: int, frames_per_id: int, quality: int, seed: int = 0) -> None:
     """A MARS-layout tree bbox_train/<pid>/<pid>C1T0001F<n>.jpg of 256 x 128 crops of bundled photos."""
     from sklearn.datasets import load_sample_images
 
@@ -58,7 +59,7 @@ def write_photo_frames(root: Path, identities: int, frames_per_id: int, seed: in
             photo = photos[rng.integers(len(photos))]
             y, x = rng.integers(photo.shape[0] - 256), rng.integers(photo.shape[1] - 128)
             crop = Image.fromarray(photo[y : y + 256, x : x + 128])
-            crop.save(folder / f"{pid:04d}C1T0001F{n:03d}.jpg", quality=90)
+            crop.save(folder / f"{pid:04d}C1T0001F{n:03d}.jpg", quality=quality)
     (root / "bbox_test").mkdir()
 
 
@@ -138,13 +139,14 @@ def main() -> None:
     )
     parser.add_argument("--root", type=Path, help="a MARS release (default: photo frames in a temp folder)")
     parser.add_argument("--frames", type=int, default=2000, help="frames to decode per timing")
+    parser.add_argument("--quality", type=int, default=90, help="JPEG quality of the photo frames")
     parser.add_argument("--model-steps", type=int, default=1, help="LuNet steps timed on the CPU")
     args = parser.parse_args()
     cores = len(os.sched_getaffinity(0))
     with tempfile.TemporaryDirectory() as tmp:
         root = args.root or Path(tmp) / "MARS"
         if args.root is None:
-            write_photo_frames(root, identities=max(args.frames // 50, P), frames_per_id=50)
+            write_photo_frames(root, max(args.frames // 50, P), frames_per_id=50, quality=args.quality)
         tracklets = train_tracklets(root)
         paths = [p for t in tracklets for p in t.paths][: args.frames]
         sizes = [os.path.getsize(p) for p in paths]
@@ -170,7 +172,7 @@ def main() -> None:
 
     table = Table(
         title=f"MARS input pipeline, {len(paths):,} frames of {np.mean(sizes) / 1e3:.1f} kB "
-        f"({'--root' if args.root else 'photo crops, q90'}), {cores} cores"
+        f"({'--root' if args.root else f'photo crops, quality {args.quality}'}), {cores} cores"
     )
     for column in ("what", "frames/s per core", "vs peer", "vs CPU model", "vs GPU need"):
         table.add_column(column, justify="left" if column == "what" else "right")
