@@ -4,6 +4,7 @@ and `dataset.cache=true` giving the same batches as decoding the JPEGs."""
 from __future__ import annotations
 
 import json
+import pickle
 import random
 import subprocess
 import sys
@@ -44,6 +45,8 @@ def test_cache_holds_exactly_the_decoded_frames(mars, tmp_path):
     cache = FrameCache.open(mars, tmp_path / "cache", *SIZE)
     for path in paths:
         assert np.array_equal(cache.read(path), decode_frame(path, *SIZE).transpose(2, 0, 1)), path
+    copy = pickle.loads(pickle.dumps(cache))  # as a spawned DataLoader worker gets it: mapped anew
+    assert np.array_equal(copy.read(paths[-1]), cache.read(paths[-1]))
     tracklets = load_mars(mars).query[:3]
     cached, decoded = MarsFrameDataset(tracklets, *SIZE, cache=cache), MarsFrameDataset(tracklets, *SIZE)
     for index in range(len(decoded)):

@@ -22,7 +22,6 @@ import os
 import shutil
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -87,15 +86,20 @@ def read_meta(folder: Path) -> dict | None:
         return None
 
 
-@dataclass
 class FrameCache:
-    """Read access to a built cache: `read(path)` gives the frame of an absolute path under the MARS root."""
+    """Read access to a built cache: `read(path)` gives the frame of an absolute path under the MARS root.
 
-    root_prefix: str
-    frames: np.ndarray
-    rows: dict[str, int]
-    bad: np.ndarray
-    folder: Path
+    The frames are memory-mapped copy-on-write on first read in each process; a pickled cache (a
+    DataLoader worker started with spawn or forkserver) maps the file anew instead of carrying it.
+    """
+
+    def __init__(self, root: Path, folder: Path, shape: tuple[int, int, int, int]):
+        self.root_prefix = str(root) + os.sep
+        self.folder, self.shape = folder, shape
+        paths = np.load(folder / "paths.npy")
+        self.rows = dict(zip(paths.tolist(), range(len(paths)), strict=True))
+        self.bad = np.load(folder / "bad.npy")
+        self._frames: np.ndarray | None = None
 
     @classmethod
     def open(cls, root: str | Path, cache_dir: str | Path, height: int, width: int) -> FrameCache:
@@ -114,13 +118,19 @@ class FrameCache:
                 f"The frame cache {folder} is stale: frames under {root} were added, removed or "
                 f"changed since it was built. Rebuild it with `{command}`."
             )
-        paths = np.load(folder / "paths.npy")
-        count = len(paths)
-        with open(folder / "frames.u8", "rb") as file:
-            buffer = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_COPY) if count else bytearray()
-        frames = np.frombuffer(buffer, dtype=np.uint8).reshape(count, 3, height, width)
-        rows = dict(zip(paths.tolist(), range(count), strict=True))
-        return cls(str(root) + os.sep, frames, rows, np.load(folder / "bad.npy"), folder)
+        return cls(root, folder, (meta["count"], 3, height, width))
+
+    @property
+    def frames(self) -> np.ndarray:
+        """All frames, uint8 (N, 3, H, W), memory-mapped."""
+        if self._frames is None:
+            with open(self.folder / "frames.u8", "rb") as file:
+                buffer = mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_COPY) if self.shape[0] else b""
+            self._frames = np.frombuffer(buffer, dtype=np.uint8).reshape(self.shape)
+        return self._frames
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_frames": None}
 
     def read(self, path: str) -> np.ndarray:
         """Frame (3, H, W) uint8 of `path` (absolute, under the root); OSError if it could not be decoded."""
