@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import compose_train
 from mars_fixtures import write_small_mars
 from PIL import Image
 
@@ -20,6 +21,7 @@ from reid.data.frame_cache import FrameCache, build_cache, cache_folder
 from reid.data.mars import MarsFrameDataset, decode_frame, load_mars
 from reid.data.mars_datamodule import MarsDataModule
 from reid.errors import DataError
+from reid.run import train
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = (32, 16)
@@ -137,27 +139,21 @@ def test_datamodule_without_a_cache_names_the_command_for_every_size(mars):
 
 
 def test_training_from_the_cache_matches_training_from_jpegs(mars, tmp_path):
-    """`train.py experiment=mars_smoke dataset.cache=true` after prepare_mars.py: the same run exactly."""
-    prepare = [sys.executable, "scripts/prepare_mars.py", str(mars), "--size", "64x32"]
-    assert subprocess.run(prepare, cwd=ROOT, capture_output=True, timeout=300).returncode == 0
+    """`experiment=mars_smoke dataset.cache=true` after prepare_mars.py: the same run exactly."""
+    build_cache(mars, mars / "cache", 64, 32)
     results = {}
     for cache in ("true", "false"):
-        run_dir = tmp_path / f"cache-{cache}"
-        command = [
-            sys.executable,
-            "train.py",
+        cfg = compose_train(
+            tmp_path / f"cache-{cache}",
             "experiment=mars_smoke",
             f"dataset.root={mars}",
             f"dataset.cache={cache}",
             "dataset.P=4",
             "trainer.max_steps=6",
             "trainer.val_check_interval=6",
-            "~callbacks.rich_progress_bar",
             "~callbacks.embedding_histograms",
-            f"hydra.run.dir={run_dir}",
-        ]
-        result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
-        assert result.returncode == 0, result.stderr[-3000:]
-        results[cache] = json.loads((run_dir / "results.json").read_text())
+        )
+        train(cfg)
+        results[cache] = json.loads((tmp_path / f"cache-{cache}" / "results.json").read_text())
     assert results["true"]["final"] == results["false"]["final"]
     assert results["true"]["final"]["val/mAP"] > 0
