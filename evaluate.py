@@ -3,13 +3,14 @@
 import hydra
 from omegaconf import DictConfig
 
-from reid.evaluate import evaluate
-from reid.run import run_cli
-
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="evaluate")
 def main(cfg: DictConfig) -> float:
     """Hydra entry point; returns the mAP."""
+    # Imported once Hydra has accepted the config, as in train.py: a misspelt key fails in a second.
+    from reid.evaluate import evaluate
+    from reid.run import run_cli
+
     return run_cli(evaluate, cfg)["mAP"]
 
 

@@ -3,12 +3,14 @@
 import hydra
 from omegaconf import DictConfig
 
-from reid.run import run_cli, train
-
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns the monitored metric so sweepers can optimise it."""
+    # Imported once Hydra has accepted the config: torch and Lightning take ~10 s to import on a small
+    # CPU, so a misspelt key fails in a second, and a multirun's parent process never pays for them.
+    from reid.run import run_cli, train
+
     return run_cli(train, cfg).get(cfg.optimized_metric)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +15,7 @@ from reid.data.mars import MarsFrameDataset, load_mars
 from reid.data.mars_datamodule import MarsDataModule
 from reid.errors import ConfigError, DataError
 from reid.evaluators import protocol_evaluator
-from reid.run import train
+from reid.run import run_cli, train
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -166,21 +165,14 @@ def test_lunet_on_mars_trains_and_validates(tmp_path):
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
 
 
-def test_missing_mars_root_through_the_cli(tmp_path):
+def test_missing_mars_root_is_one_paragraph_and_exit_status_1(tmp_path, capsys):
+    """What `python train.py experiment=mars_smoke dataset.root=<missing>` prints (the CLI's own process
+    boundary is covered by test_train.py's missing-MNIST test)."""
     missing = tmp_path / "no-mars-here"
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "train.py"),
-            "experiment=mars_smoke",
-            f"dataset.root={missing}",
-            f"hydra.run.dir={tmp_path / 'run'}",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 1
-    assert str(missing) in result.stderr and "bbox_train" in result.stderr
-    assert "Traceback" not in result.stderr
+    cfg = compose_train(tmp_path / "run", "experiment=mars_smoke", f"dataset.root={missing}")
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(train, cfg)
+    assert exit_info.value.code == 1
+    stderr = capsys.readouterr().err
+    assert stderr.startswith("\nError: ") and stderr.count("\n") == 2  # one paragraph
+    assert str(missing) in stderr and "bbox_train" in stderr

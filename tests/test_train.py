@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import compose_train
 from hydra.utils import instantiate
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from test_idx import idx_bytes
@@ -69,7 +70,7 @@ def write_fake_mnist(folder: Path, n_train: int = 240, n_test: int = 100) -> Pat
 
 def test_quickstart_cli_writes_run_folder_and_learns(tmp_path):
     run_dir = tmp_path / "run"
-    result = run_cli("experiment=quickstart", "trainer.max_epochs=6", f"hydra.run.dir={run_dir}")
+    result = run_cli("experiment=quickstart", "trainer.max_epochs=3", f"hydra.run.dir={run_dir}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"Run folder: {run_dir}" in result.stdout
 
@@ -77,30 +78,30 @@ def test_quickstart_cli_writes_run_folder_and_learns(tmp_path):
     assert set(SCALARS) <= set(scalars)
     assert {"train/embedding_values", "train/embedding_norms"} <= set(events(run_dir).Tags()["histograms"])
     precision = [e.value for e in events(run_dir).Scalars("val/precision_at_1")]
-    assert len(precision) == 6
-    assert precision[-1] > 0.6, precision  # chance is 0.1 for 10 balanced classes
+    assert len(precision) == 3
+    assert precision[-1] > 0.6, precision  # chance is 0.1 for 10 balanced classes; 0.76 at seed 0
     assert sorted(p.name for p in (run_dir / "embeddings").glob("*.png")) == [
-        f"epoch_{e:03d}.png" for e in range(6)
+        f"epoch_{e:03d}.png" for e in range(3)
     ]
     checkpoints = {p.name for p in (run_dir / "checkpoints").glob("*.ckpt")}
     assert "last.ckpt" in checkpoints and any(name.startswith("best-epoch") for name in checkpoints)
 
 
 def test_overrides_on_an_mnist_folder(tmp_path):
-    """`python train.py margin=0.3 embed_dim=8` on a folder of the four official .gz files."""
+    """`train.py margin=0.3 embed_dim=8` on a folder of the four official .gz files (in-process: the
+    quickstart test above covers the CLI itself)."""
     mnist = write_fake_mnist(tmp_path / "mnist")
     run_dir = tmp_path / "run"
-    result = run_cli(
+    cfg = compose_train(
+        run_dir,
         "margin=0.3",
         "embed_dim=8",
         f"dataset.root={mnist}",
         "dataset.batches_per_epoch=5",
         "trainer.max_epochs=2",
-        f"hydra.run.dir={run_dir}",
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    config = (run_dir / ".hydra" / "config.yaml").read_text()
-    assert "margin: 0.3" in config and "embed_dim: 8" in config
+    assert instantiate(cfg.module).loss.margin == 0.3
+    train(cfg)
     state = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert state["state_dict"]["backbone.head.3.weight"].shape == (8, 256)
     assert state["global_step"] == 10
