@@ -6,13 +6,10 @@ mean; when nothing is valid a loss is a zero that still backpropagates (same val
 `(embeddings * 0).sum()`).
 
 Batch-hard mining needs no autograd graph: the hardest positive and negative of each anchor are picked
-under `no_grad` from one (B, B) score matrix, then only the picked distances are recomputed with gradients
-from the gathered rows, so the backward pass costs O(B * D). The matrix is touched in only two full passes
-(the matmul and the row minimum for negatives): positives are read from each anchor's label group,
-(B, M) entries with M the largest label count, and the same entries are overwritten in place to exclude
-them from the negatives. Peak extra memory is about 1.1 B^2 float32 values; finding M costs one host sync.
-The picking ranks squared distances computed with one matmul, so candidates tied within float rounding
-may resolve either way.
+from one (B, B) score matrix (one matmul), then only the picked distances are recomputed from the gathered
+rows, in one autograd node whose backward costs O(B * D). Peak extra memory is at most 2.3 B^2 float32
+values (1.1 B^2 above `MASK_MINING_MAX_BATCH`). The picking ranks squared distances computed with one
+matmul, so candidates tied within float rounding may resolve either way.
 """
 
 from dataclasses import dataclass
@@ -20,6 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from reid.distributed import gather_batch
 
@@ -60,6 +58,21 @@ class TripletStats:
     hardest_neg: Tensor
 
 
+MASK_MINING_MAX_BATCH = 256
+"""Batches up to this size are mined with a (B, B) label mask, larger ones through label groups: on a CPU
+core the mask is faster below about 256 (fewer, vectorized operations, and no host sync, which also suits a
+GPU), the groups above (fewer passes over the matrix, less memory)."""
+
+
+def _mine_with_label_mask(score: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Row-wise max of `score` (B, B) over each anchor's positives and min over its negatives, with their
+    (B,) column indices; -inf / +inf where there are none. Overwrites `score`. Peak 2.3 B^2 values."""
+    same = labels.unsqueeze(1) == labels
+    pos_max, pos_idx = torch.where(same, score, -torch.inf).fill_diagonal_(-torch.inf).max(1)
+    neg_min, neg_idx = score.masked_fill_(same, torch.inf).min(1)
+    return pos_max, pos_idx, neg_min, neg_idx
+
+
 def _label_members(labels: Tensor) -> Tensor:
     """(B, M) indices of the samples sharing each sample's label (M = largest label count), in index order,
     padded with the sample's own index. Lets mining touch O(B M) entries for positives instead of O(B^2)."""
@@ -71,6 +84,51 @@ def _label_members(labels: Tensor) -> Tensor:
     slot = (starts.unsqueeze(1) + k).clamp_max(len(labels) - 1)
     inside = k < counts[group_of].unsqueeze(1)
     return torch.where(inside, order[slot], torch.arange(len(labels), device=labels.device).unsqueeze(1))
+
+
+def _mine_with_label_groups(score: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """As `_mine_with_label_mask`, reading positives from each anchor's label group, (B, M) entries, and
+    overwriting the same entries in place for the negatives: two full passes over `score` (the matmul and
+    the row minimum), peak 1.1 B^2 values; finding M costs one host sync."""
+    members = _label_members(labels)  # (B, M): each anchor's label group, padded with the anchor
+    own = members == torch.arange(len(labels), device=labels.device).unsqueeze(1)
+    pos_max, pos_k = score.gather(1, members).masked_fill_(own, -torch.inf).max(1)
+    pos_idx = members.gather(1, pos_k.unsqueeze(1)).squeeze(1)
+    neg_min, neg_idx = score.scatter_(1, members, torch.inf).min(1)
+    return pos_max, pos_idx, neg_min, neg_idx
+
+
+class _HardestDistances(torch.autograd.Function):
+    """Distances from each anchor to its hardest positive and hardest negative, with a hand-written backward.
+
+    Mining needs no graph, and a single autograd node keeps the per-operation overhead, which dominates at
+    the usual batch sizes, low: the backward pass is O(B * D).
+    """
+
+    @staticmethod
+    def forward(ctx, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, D) embeddings, (B,) labels -> (2, B) distances [to hardest positive, to hardest negative] and
+        (B,) flags of the anchors that have both (the distances of the others are arbitrary but finite)."""
+        x = embeddings
+        # score[a, j] = ||x_j||^2 - 2 x_a.x_j = d(a, j)^2 - ||x_a||^2 orders row a like the distances.
+        score = torch.addmm(x.square().sum(1), x, x.T, alpha=-2)
+        mine = _mine_with_label_mask if len(labels) <= MASK_MINING_MAX_BATCH else _mine_with_label_groups
+        pos_max, pos_idx, neg_min, neg_idx = mine(score, labels)
+        valid = pos_max - neg_min > -torch.inf  # -inf exactly when the positive or the negative is missing
+        picked = torch.cat([pos_idx, neg_idx])
+        diff = x - x.index_select(0, picked).view(2, *x.shape)  # (2, B, D): anchor minus picked
+        distances = torch.linalg.vector_norm(diff, dim=2)
+        ctx.save_for_backward(diff, distances, picked)
+        ctx.mark_non_differentiable(valid)
+        return distances, valid
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_distances: Tensor, _) -> tuple[Tensor, None]:
+        """d||a - p|| / da = (a - p) / ||a - p|| = -d||a - p|| / dp; zero where a distance is zero."""
+        diff, distances, picked = ctx.saved_tensors
+        scaled = diff * (grad_distances / distances.clamp_min(1e-12)).unsqueeze(2)
+        return scaled.sum(0).index_add_(0, picked, scaled.flatten(0, 1), alpha=-1), None
 
 
 def _batch_hard_distances(embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -85,21 +143,9 @@ def _batch_hard_distances(embeddings: Tensor, labels: Tensor) -> tuple[Tensor, T
         weights: (B,) detached, 1 / (number of valid anchors) for valid anchors and 0 elsewhere, so that
             `weights @ terms` is the mean over valid anchors (zero if there are none).
     """
-    with torch.no_grad():
-        x = embeddings.detach()
-        # score[a, j] = ||x_j||^2 - 2 x_a.x_j = d(a, j)^2 - ||x_a||^2 orders row a like the distances.
-        score = torch.addmm(x.square().sum(1), x, x.T, alpha=-2)
-        members = _label_members(labels)  # (B, M): each anchor's label group, padded with the anchor
-        own = members == torch.arange(len(labels), device=labels.device).unsqueeze(1)
-        pos_max, pos_k = score.gather(1, members).masked_fill_(own, -torch.inf).max(1)
-        pos_idx = members.gather(1, pos_k.unsqueeze(1)).squeeze(1)
-        neg_min, neg_idx = score.scatter_(1, members, torch.inf).min(1)  # in place: only (B, M) writes
-        valid = pos_max - neg_min > -torch.inf  # -inf exactly when the positive or the negative is missing
-        weights = valid.to(x.dtype) / valid.sum().clamp_min(1)
-    picked = embeddings.index_select(0, torch.cat([pos_idx, neg_idx])).view(2, *embeddings.shape)
-    # sqrt of a clamped square sum: cheaper to differentiate than vector_norm, zero gradient at d = 0
-    d_ap, d_an = (embeddings - picked).square().sum(2).clamp_min(1e-24).sqrt()
-    return d_ap, d_an, weights
+    distances, valid = _HardestDistances.apply(embeddings, labels)
+    weights = valid.to(embeddings.dtype) / valid.sum().clamp_min(1)
+    return distances[0], distances[1], weights
 
 
 def _stats(active: Tensor, d_ap: Tensor, d_an: Tensor, weights: Tensor) -> TripletStats:

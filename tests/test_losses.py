@@ -10,6 +10,7 @@ from pytorch_metric_learning.losses import TripletMarginLoss
 from pytorch_metric_learning.miners import BatchHardMiner
 from pytorch_metric_learning.reducers import MeanReducer
 
+import reid.losses
 from reid.losses import (
     BatchAllTripletLoss,
     BatchHardTripletLoss,
@@ -33,6 +34,15 @@ LOSSES = {
     "soft": lambda e, y: batch_hard_soft_margin_loss(e, y, return_stats=True),
     "all": lambda e, y: batch_all_triplet_loss(e, y, MARGIN, return_stats=True),
 }
+
+
+@pytest.fixture(autouse=True, params=["label_mask", "label_groups"])
+def mining(request, monkeypatch):
+    """Every test runs with both mining strategies: small batches use the label mask unless the size
+    threshold is set to 0."""
+    if request.param == "label_groups":
+        monkeypatch.setattr(reid.losses, "MASK_MINING_MAX_BATCH", 0)
+    return request.param
 
 
 def random_batch(labels: list[int], dim: int, seed: int, dtype=torch.float64) -> tuple[torch.Tensor, ...]:
