@@ -101,8 +101,8 @@ def _mine_with_label_groups(score: Tensor, labels: Tensor) -> tuple[Tensor, Tens
 class _HardestDistances(torch.autograd.Function):
     """Distances from each anchor to its hardest positive and hardest negative, with a hand-written backward.
 
-    Mining needs no graph, and a single autograd node keeps the per-operation overhead, which dominates at
-    the usual batch sizes, low: the backward pass is O(B * D).
+    Mining needs no graph. One autograd node for both picked distances keeps the per-operation overhead,
+    which dominates at the usual batch sizes, low; its backward is O(B * D).
     """
 
     @staticmethod
