@@ -79,7 +79,8 @@ def test_quickstart_cli_writes_run_folder_and_learns(tmp_path):
     assert {"train/embedding_values", "train/embedding_norms"} <= set(events(run_dir).Tags()["histograms"])
     precision = [e.value for e in events(run_dir).Scalars("val/precision_at_1")]
     assert len(precision) == 3
-    assert precision[-1] > 0.6, precision  # chance is 0.1 for 10 balanced classes; 0.76 at seed 0
+    # chance is 0.1, the untrained network gives 0.18; 3 epochs gave 0.64-0.76 (the 2-D run is chaotic)
+    assert precision[-1] > 0.45, precision
     assert sorted(p.name for p in (run_dir / "embeddings").glob("*.png")) == [
         f"epoch_{e:03d}.png" for e in range(3)
     ]
