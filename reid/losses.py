@@ -7,9 +7,9 @@ mean; when nothing is valid a loss is a zero that still backpropagates (same val
 
 Batch-hard mining needs no autograd graph: the hardest positive and negative of each anchor are picked
 from one (B, B) score matrix (one matmul), then only the picked distances are recomputed from the gathered
-rows, in one autograd node whose backward costs O(B * D). Peak extra memory is at most 2.3 B^2 float32
-values (1.1 B^2 above `MASK_MINING_MAX_BATCH`). The picking ranks squared distances computed with one
-matmul, so candidates tied within float rounding may resolve either way.
+rows. The batch-hard losses are one autograd node each, whose backward costs O(B * D). Peak extra memory is
+at most 2.3 B^2 float32 values (1.1 B^2 above `MASK_MINING_MAX_BATCH`). The picking ranks squared
+distances computed with one matmul, so candidates tied within float rounding may resolve either way.
 """
 
 from dataclasses import dataclass
@@ -98,60 +98,70 @@ def _mine_with_label_groups(score: Tensor, labels: Tensor) -> tuple[Tensor, Tens
     return pos_max, pos_idx, neg_min, neg_idx
 
 
-class _HardestDistances(torch.autograd.Function):
-    """Distances from each anchor to its hardest positive and hardest negative, with a hand-written backward.
+def _hinge(margin: float):
+    """The hard-margin term relu(gap + margin) for `_BatchHardMean`, active (with a gradient) where it is
+    positive."""
 
-    Mining needs no graph. One autograd node for both picked distances keeps the per-operation overhead,
-    which dominates at the usual batch sizes, low; its backward is O(B * D).
+    def term(gap: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        values = (gap + margin).clamp_min_(0)
+        slopes = values.sign()  # 1 where the hinge is open, else 0
+        return values, slopes, slopes
+
+    return term
+
+
+def _soft_margin(gap: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """The soft-margin term softplus(gap) for `_BatchHardMean`; softplus is never zero, so an anchor counts
+    as active while its hardest triplet is still violated (gap > 0)."""
+    return F.softplus(gap), torch.sigmoid(gap), (gap > 0).to(gap.dtype)
+
+
+class _BatchHardMean(torch.autograd.Function):
+    """Mean over the valid anchors of term(d(a, hardest p) - d(a, hardest n)), with its statistics, as one
+    autograd node with a hand-written O(B * D) backward.
+
+    Mining needs no graph, and at the usual batch sizes PyTorch's per-operation overhead outweighs the
+    arithmetic: a single node keeps both the forward and the backward short.
     """
 
     @staticmethod
-    def forward(ctx, embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
-        """(B, D) embeddings, (B,) labels -> (2, B) distances [to hardest positive, to hardest negative] and
-        (B,) flags of the anchors that have both (the distances of the others are arbitrary but finite)."""
+    def forward(ctx, embeddings: Tensor, labels: Tensor, term) -> tuple[Tensor, Tensor]:
+        """(B, D) embeddings, (B,) labels and `term`, which maps the (B,) gaps d_ap - d_an to (B,) values,
+        slopes (d value / d gap) and active flags -> the 0-dim loss and the (3,) detached statistics [active
+        fraction, mean hardest-positive distance, mean hardest-negative distance] over the valid anchors."""
         x = embeddings
         # score[a, j] = ||x_j||^2 - 2 x_a.x_j = d(a, j)^2 - ||x_a||^2 orders row a like the distances.
         score = torch.addmm(x.square().sum(1), x, x.T, alpha=-2)
         mine = _mine_with_label_mask if len(labels) <= MASK_MINING_MAX_BATCH else _mine_with_label_groups
         pos_max, pos_idx, neg_min, neg_idx = mine(score, labels)
-        valid = pos_max - neg_min > -torch.inf  # -inf exactly when the positive or the negative is missing
+        valid = (pos_max - neg_min > -torch.inf).to(x.dtype)  # -inf exactly when p or n is missing
+        weights = valid / valid.sum().clamp_min(1)  # the mean over valid anchors is `weights @ values`
         picked = torch.cat([pos_idx, neg_idx])
-        diff = x - x.index_select(0, picked).view(2, *x.shape)  # (2, B, D): anchor minus picked
-        distances = torch.linalg.vector_norm(diff, dim=2)
-        ctx.save_for_backward(diff, distances, picked)
-        ctx.mark_non_differentiable(valid)
-        return distances, valid
+        towards = x.index_select(0, picked).view(2, *x.shape) - x  # (2, B, D): from each anchor to p, to n
+        distances = torch.linalg.vector_norm(towards, dim=2)  # (2, B): d_ap, d_an
+        d_ap, d_an = distances
+        values, slopes, active = term(d_ap - d_an)
+        stats = torch.stack([active, d_ap, d_an]) @ weights
+        # d loss / d distance, divided by the distance (zero where the distance is zero): the gradient of
+        # ||t|| is -t / ||t|| for the anchor and t / ||t|| for the picked sample.
+        rates = (slopes * weights) / distances.clamp_min(1e-12)
+        rates[1].neg_()  # the loss falls as d_an grows
+        ctx.save_for_backward(towards, rates, picked)
+        ctx.mark_non_differentiable(stats)
+        return weights @ values, stats
 
     @staticmethod
     @once_differentiable
-    def backward(ctx, grad_distances: Tensor, _) -> tuple[Tensor, None]:
-        """d||a - p|| / da = (a - p) / ||a - p|| = -d||a - p|| / dp; zero where a distance is zero."""
-        diff, distances, picked = ctx.saved_tensors
-        scaled = diff * (grad_distances / distances.clamp_min(1e-12)).unsqueeze(2)
-        return scaled.sum(0).index_add_(0, picked, scaled.flatten(0, 1), alpha=-1), None
+    def backward(ctx, grad_loss: Tensor, _) -> tuple[Tensor, None, None]:
+        towards, rates, picked = ctx.saved_tensors
+        scaled = towards * (rates * grad_loss).unsqueeze(2)
+        return scaled.sum(0).neg_().index_add_(0, picked, scaled.flatten(0, 1)), None, None
 
 
-def _batch_hard_distances(embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Distances from each anchor to its hardest positive and hardest negative.
-
-    Args:
-        embeddings: (B, D) float.
-        labels: (B,) int.
-
-    Returns:
-        d_ap, d_an: (B,) distances with gradients (arbitrary but finite for invalid anchors).
-        weights: (B,) detached, 1 / (number of valid anchors) for valid anchors and 0 elsewhere, so that
-            `weights @ terms` is the mean over valid anchors (zero if there are none).
-    """
-    distances, valid = _HardestDistances.apply(embeddings, labels)
-    weights = valid.to(embeddings.dtype) / valid.sum().clamp_min(1)
-    return distances[0], distances[1], weights
-
-
-def _stats(active: Tensor, d_ap: Tensor, d_an: Tensor, weights: Tensor) -> TripletStats:
-    """Weighted means of (B,) per-anchor `active` flags and distances, detached."""
-    with torch.no_grad():
-        return TripletStats(weights @ active.to(weights.dtype), weights @ d_ap, weights @ d_an)
+def _batch_hard_mean(embeddings: Tensor, labels: Tensor, term, return_stats: bool):
+    """`_BatchHardMean` as a loss function: the 0-dim loss, or (loss, `TripletStats`)."""
+    loss, stats = _BatchHardMean.apply(embeddings, labels, term)
+    return (loss, TripletStats(*stats)) if return_stats else loss
 
 
 def batch_hard_triplet_loss(
@@ -169,12 +179,7 @@ def batch_hard_triplet_loss(
     Returns:
         0-dim loss, or (loss, stats).
     """
-    d_ap, d_an, weights = _batch_hard_distances(embeddings, labels)
-    terms = F.relu(d_ap - d_an + margin)
-    loss = weights @ terms
-    if not return_stats:
-        return loss
-    return loss, _stats(terms > 0, d_ap, d_an, weights)
+    return _batch_hard_mean(embeddings, labels, _hinge(margin), return_stats)
 
 
 def batch_hard_soft_margin_loss(
@@ -192,12 +197,7 @@ def batch_hard_soft_margin_loss(
     Returns:
         0-dim loss, or (loss, stats).
     """
-    d_ap, d_an, weights = _batch_hard_distances(embeddings, labels)
-    diff = d_ap - d_an
-    loss = weights @ F.softplus(diff)
-    if not return_stats:
-        return loss
-    return loss, _stats(diff > 0, d_ap, d_an, weights)
+    return _batch_hard_mean(embeddings, labels, _soft_margin, return_stats)
 
 
 def batch_all_triplet_loss(
@@ -228,9 +228,9 @@ def batch_all_triplet_loss(
     if not return_stats:
         return loss
     with torch.no_grad():
-        d_ap, d_an, weights = _batch_hard_distances(embeddings, labels)
+        _, hardest = batch_hard_triplet_loss(embeddings, labels, margin, return_stats=True)
         active_fraction = (num_active / valid.sum().clamp_min(1)).to(embeddings.dtype)
-    return loss, TripletStats(active_fraction, weights @ d_ap, weights @ d_an)
+    return loss, TripletStats(active_fraction, hardest.hardest_pos, hardest.hardest_neg)
 
 
 class _TripletLossModule(nn.Module):
