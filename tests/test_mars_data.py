@@ -271,7 +271,7 @@ def test_decode_frame_matches_a_full_decode(pristine):
     with Image.open(path) as img:
         full = img.convert("RGB")
     ours = decode_frame(path, 128, 64)
-    assert ours.shape == (128, 64, 3) and ours.dtype == np.uint8
+    assert ours.shape == (128, 64, 3) and ours.dtype == np.uint8 and ours.flags.writeable
 
     def blurred(pixels: np.ndarray) -> np.ndarray:
         return np.asarray(Image.fromarray(pixels).filter(ImageFilter.GaussianBlur(2)), dtype=float)
@@ -297,6 +297,14 @@ def test_unreadable_jpeg(tree):
         torch.equal(image, data[1][0]) and pid == tracklet.pid
     )  # replaced by the next frame of the tracklet
     assert data.bad_paths == {tracklet.paths[0]}
+
+
+def test_a_png_named_jpg_is_unreadable(tmp_path):
+    """Frames are opened as JPEGs only: anything else is an unreadable frame, named in the error."""
+    path = tmp_path / "0001C1T0001F001.jpg"
+    Image.new("RGB", (128, 256), (200, 10, 10)).save(path, format="PNG")
+    with pytest.raises(OSError, match=str(path)):
+        decode_frame(str(path), 128, 64)
 
 
 def test_sample_frames():
