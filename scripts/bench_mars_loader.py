@@ -4,7 +4,7 @@
     python scripts/bench_mars_loader.py --root data/MARS   # the real release's bbox_train/ frames
 
 Rows (one thread, one core each unless "cores"):
-  decode      `reid.data.mars.decode_frame` (JPEG decoded at 1/2 DCT scale) vs the usual peer pipeline
+  decode      `reid.data.jpeg.decode_frame` (JPEG decoded at 1/2 DCT scale) vs the usual peer pipeline
               (torchreid's: PIL `convert("RGB")` + torchvision Resize((128, 64)) + ToTensor)
   cache build scripts/prepare_mars.py's decoding into the memmap, one worker
   loader      PK batches of 32 x 4 from MarsDataModule's own dataset and DataLoader (num_workers=0),
@@ -36,7 +36,8 @@ from torchvision.transforms import v2
 
 from reid.data.augment import RandomCropFlip
 from reid.data.frame_cache import FrameCache, build_cache
-from reid.data.mars import MarsFrameDataset, Tracklet, decode_frame
+from reid.data.jpeg import decode_frame
+from reid.data.mars import MarsFrameDataset, Tracklet
 from reid.data.mars_datamodule import WorkerErrorLoader
 from reid.losses import BatchHardTripletLoss
 from reid.models.lunet import LuNet

@@ -18,7 +18,8 @@ from mars_fixtures import write_small_mars
 from PIL import Image
 
 from reid.data.frame_cache import FrameCache, build_cache, cache_folder
-from reid.data.mars import MarsFrameDataset, decode_frame, load_mars
+from reid.data.jpeg import decode_frame
+from reid.data.mars import MarsFrameDataset, load_mars
 from reid.data.mars_datamodule import MarsDataModule
 from reid.errors import DataError
 from reid.run import train

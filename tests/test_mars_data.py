@@ -12,7 +12,8 @@ import torch
 from mars_fixtures import load_generator, write_small_mars
 from PIL import Image, ImageFilter
 
-from reid.data.mars import MarsFrameDataset, Tracklet, decode_frame, load_mars, sample_frames, to_unit_float
+from reid.data.jpeg import decode_frame
+from reid.data.mars import MarsFrameDataset, Tracklet, load_mars, sample_frames, to_unit_float
 from reid.errors import ConfigError, DataError
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reid.data.mars import decode_frame
+from reid.data.jpeg import decode_frame
 from reid.errors import DataError
 
 FORMAT_VERSION = 2
@@ -159,7 +159,7 @@ def build_cache(
 ) -> tuple[Path, bool, dict]:
     """Build the (height, width) cache of `root` unless an up-to-date one exists: (folder, built, meta).
 
-    Frames are decoded exactly as training decodes them (`reid.data.mars.decode_frame`) by `workers`
+    Frames are decoded exactly as training decodes them (`reid.data.jpeg.decode_frame`) by `workers`
     processes. An unreadable frame fails the build with its path unless `skip_bad_frames`, which marks it
     bad (training then skips it, as it does with JPEGs).
     """
