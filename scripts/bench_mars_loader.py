@@ -12,6 +12,7 @@ Rows (one thread, one core each unless "cores"):
   model       LuNet training step (forward, batch-hard loss, backward, Adam) at batch 128 on this
               machine's CPU cores, and the rate a 25,000-step run in 15 minutes needs on a GPU
 The last column divides a loader's rate by the model's: the loader must stay >= 3x.
+Each rate is the best of 3 timed passes; the two decoders take 5 passes each, in turns.
 
 Without --root the frames are 256 x 128 crops of scikit-learn's bundled photos saved at JPEG quality 90
 (--quality; about 10 kB each, sharp photo detail), so decode rates are on the conservative side: JPEG
@@ -74,14 +75,21 @@ def train_tracklets(root: Path) -> list[Tracklet]:
     return tracklets
 
 
-def rate(run: Callable[[], int], repeats: int = 3) -> float:
-    """Best items/s of `repeats` calls of `run` (which returns how many items it processed)."""
-    best = 0.0
+def rates(*runs: Callable[[], int], repeats: int = 3) -> list[float]:
+    """Best items/s of `repeats` calls of each `run` (which returns how many items it processed); the runs
+    take turns, so a busy spell of the machine slows all of them, not one."""
+    best = [0.0] * len(runs)
     for _ in range(repeats):
-        start = time.perf_counter()
-        items = run()
-        best = max(best, items / (time.perf_counter() - start))
+        for i, run in enumerate(runs):
+            start = time.perf_counter()
+            items = run()
+            best[i] = max(best[i], items / (time.perf_counter() - start))
     return best
+
+
+def rate(run: Callable[[], int], repeats: int = 3) -> float:
+    """Best items/s of `repeats` calls of `run`."""
+    return rates(run, repeats=repeats)[0]
 
 
 def peer_decode(paths: list[str]) -> Callable[[], int]:
@@ -152,7 +160,7 @@ def main() -> None:
         paths = [p for t in tracklets for p in t.paths][: args.frames]
         sizes = [os.path.getsize(p) for p in paths]
         torch.set_num_threads(1)
-        ours, peer = rate(our_decode(paths)), rate(peer_decode(paths))
+        ours, peer = rates(our_decode(paths), peer_decode(paths), repeats=5)
         cache_dir = Path(tmp) / "cache"
         start = time.perf_counter()
         _, _, meta = build_cache(root, cache_dir, HEIGHT, WIDTH, workers=1)
