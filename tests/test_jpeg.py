@@ -105,3 +105,9 @@ def test_colour_jpegs_skip_image_open(frames, monkeypatch):
         assert np.array_equal(decode_frame(frames[name], 128, 64), pillow_reference(frames[name], 128, 64))
     with pytest.raises(AssertionError, match="Image.open was called"):
         decode_frame(frames["gray"], 128, 64)
+
+
+def test_pillows_decompression_bomb_limit_still_holds(frames, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # the frame has 32,768 pixels: over twice that
+    with pytest.raises(Image.DecompressionBombError):
+        decode_frame(frames["baseline"], 128, 64)

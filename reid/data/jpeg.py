@@ -17,7 +17,7 @@ from PIL import Image
 START_OF_IMAGE = b"\xff\xd8"
 FRAME_MARKERS = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
 """The second byte of the SOFn markers (ITU T.81, table B.1); 0xC4, 0xC8 and 0xCC are other segments."""
-SCAN_MARKERS = frozenset({0xD9, 0xDA})  # end of image, start of scan: no frame header can follow
+HEADER_END_MARKERS = frozenset({0xD9, 0xDA})  # end of image, start of scan: no frame header follows
 
 
 def frame_header(data: bytes) -> tuple[int, int, int, int]:
@@ -39,7 +39,7 @@ def frame_header(data: bytes) -> tuple[int, int, int, int]:
             if marker in FRAME_MARKERS:
                 bits, height, width, components = struct.unpack_from(">BHHB", data, at + 4)
                 return height, width, components, bits
-            if marker in SCAN_MARKERS:
+            if marker in HEADER_END_MARKERS:
                 raise ValueError("no frame header before the image data")
             at += 2 + int.from_bytes(data[at + 2 : at + 4], "big")
     except (IndexError, struct.error):
@@ -53,14 +53,18 @@ def dct_scale(height: int, width: int, out_height: int, out_width: int) -> int:
     return next((s for s in (8, 4, 2) if fits >= s), 1)
 
 
-def _decode_colour_jpeg(data: bytes, height: int, width: int, scale: int) -> Image.Image:
-    """An 8-bit, 3-component JPEG's bytes decoded at 1/`scale` size: Pillow's JPEG decoder, called with
-    the arguments `Image.open` + `draft` give it (raw mode "RGB", colour space left to libjpeg)."""
-    size = (-(-width // scale), -(-height // scale))
+def _direct_size(data: bytes) -> tuple[int, int] | None:
+    """(height, width) of a JPEG that Pillow's decoder can take directly: 8 bits, 3 components (what
+    `Image.open` decodes as raw mode "RGB", leaving the colour space to libjpeg) and within Pillow's
+    decompression-bomb limit. None for anything else (no JPEG, grey, CMYK, 12-bit, a height set later by a
+    DNL segment), which takes the `Image.open` path."""
     try:
-        return Image.frombytes("RGB", size, data, "jpeg", "RGB", "", scale, 0)
-    except ValueError as error:  # Pillow's words for a truncated or broken stream here
-        raise OSError(str(error)) from None
+        height, width, components, bits = frame_header(data)
+    except ValueError:
+        return None
+    if components == 3 and bits == 8 and 0 < height * width <= Image.MAX_IMAGE_PIXELS:
+        return height, width
+    return None
 
 
 def _open_jpeg(path: str, height: int, width: int) -> Image.Image:
@@ -78,17 +82,16 @@ def decode_frame(path: str, height: int, width: int) -> np.ndarray:
     """
     with open(path, "rb") as file:
         data = file.read()
-    try:
-        rows, cols, components, bits = frame_header(data)
-    except ValueError:
-        rows = components = 0  # let `Image.open` judge (and name) the file
-    if components == 3 and bits == 8 and 0 < rows * cols <= Image.MAX_IMAGE_PIXELS:
-        try:
-            img = _decode_colour_jpeg(data, rows, cols, dct_scale(rows, cols, height, width))
-        except OSError as error:
-            raise OSError(f"{path}: {error}") from None
-    else:
+    size = _direct_size(data)
+    if size is None:
         img = _open_jpeg(path, height, width)
+    else:
+        scale = dct_scale(*size, height, width)
+        scaled = (-(-size[1] // scale), -(-size[0] // scale))  # (width, height), rounded up as libjpeg does
+        try:
+            img = Image.frombytes("RGB", scaled, data, "jpeg", "RGB", "", scale, 0)
+        except ValueError as error:  # Pillow's words for a truncated or broken stream
+            raise OSError(f"{path}: {error}") from None
     if img.size != (width, height):
         img = img.resize((width, height), Image.Resampling.BILINEAR)
     frame = np.empty((height, width, 3), np.uint8)
