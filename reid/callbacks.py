@@ -1,10 +1,11 @@
-"""Lightning callbacks: embedding histograms and figures, and a guard against non-finite losses."""
+"""Lightning callbacks: progress bar, embedding histograms and figures, a guard against non-finite losses."""
 
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import RichProgressBar
 from pytorch_lightning.loggers import TensorBoardLogger
 from torch import Tensor
 
@@ -18,6 +19,16 @@ def tensorboard_of(trainer: pl.Trainer):
         if isinstance(logger, TensorBoardLogger):
             return logger.experiment
     return None
+
+
+class ProgressBar(RichProgressBar):
+    """Lightning's rich progress bar; a run counted in steps (`max_epochs: -1`) reads "Epoch 2", where
+    Lightning writes "Epoch 2/-2"."""
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        if self.trainer.max_epochs == -1:
+            return f"Epoch {current_epoch}".ljust(len(self.validation_description))
+        return super()._get_train_description(current_epoch)
 
 
 class EmbeddingHistograms(pl.Callback):

@@ -1,10 +1,11 @@
-"""The non-finite loss guard and the embedding figures, on a real Trainer over the digits data."""
+"""The progress bar, the non-finite loss guard and the embedding figures, on a real Trainer (digits data)."""
 
 import pytest
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import RichProgressBar
 
-from reid.callbacks import EmbeddingFigures, NonFiniteLossError, NonFiniteLossGuard
+from reid.callbacks import EmbeddingFigures, NonFiniteLossError, NonFiniteLossGuard, ProgressBar
 from reid.data.digits import DigitsDataModule
 from reid.losses import BatchHardTripletLoss
 from reid.models.convnet import ConvNet
@@ -25,15 +26,8 @@ class NaNAtCall(BatchHardTripletLoss):
 
 
 def make_trainer(callbacks, **kwargs) -> pl.Trainer:
-    return pl.Trainer(
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=callbacks,
-        **kwargs,
-    )
+    quiet = dict(logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    return pl.Trainer(accelerator="cpu", callbacks=callbacks, enable_model_summary=False, **quiet | kwargs)
 
 
 def test_nan_loss_stops_with_the_step_and_a_checkpoint_of_the_last_good_weights(tmp_path):
@@ -77,3 +71,15 @@ def test_no_scatter_for_hundreds_of_identities(tmp_path):
         )
         folder = tmp_path / str(classes)
         assert (sorted(p.name for p in folder.iterdir()) if folder.exists() else []) == expected
+
+
+@pytest.mark.parametrize("bar_class, shows", [(RichProgressBar, "Epoch 1/-2"), (ProgressBar, "Epoch 1 ")])
+def test_progress_bar_of_a_run_counted_in_steps(bar_class, shows):
+    """With `max_epochs: -1` (the MARS runs) Lightning's bar reads "Epoch 1/-2"; ours reads "Epoch 1"."""
+    bar = bar_class(console_kwargs={"record": True, "force_terminal": True, "width": 150})
+    module = EmbeddingModule(ConvNet(2), BatchHardTripletLoss(0.5), lambda p: torch.optim.Adam(p))
+    steps = dict(max_epochs=-1, max_steps=4, limit_train_batches=2, limit_val_batches=0)
+    trainer = make_trainer([bar], enable_progress_bar=True, **steps)
+    trainer.fit(module, datamodule=DigitsDataModule())
+    shown = bar._console.export_text()
+    assert shows in shown and ("/-2" in shown) == (bar_class is RichProgressBar)
