@@ -84,8 +84,9 @@ def _mine_with_label_mask(x: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
 
     One max over a (2, B, B) table finds both: entry (a, j) of half 0 is key = d(a, j)^2 - ||x_j||^2 where
     a is a positive of anchor j, half 1 is -key where a is a negative, and every other entry is about -BIG
-    (the dtype's largest value), added as BIG * mask so that no comparison or select touches the (B, B)
-    mask. Peak about 5 B^2 values (1.3 MB at the largest batch this path takes)."""
+    (the dtype's largest value). The label comparison is written as floats and added as BIG * mask: on a
+    CPU, bool selects over the matrix cost several times a float multiply-add. Peak about 5 B^2 values
+    (1.3 MB at the largest batch this path takes)."""
     big = torch.finfo(x.dtype).max
     signs, offsets, scales, _ = _constants(x.device, x.dtype)
     gram = torch.mm(x, x.t())
@@ -132,8 +133,8 @@ def _hinge(margin: float):
     """The hard-margin term relu(gap + margin) for `_BatchHardMean`, active (with a gradient) where it is
     positive."""
 
-    def term(gap: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        values = (gap + margin).clamp_min_(0)
+    def term(gap: Tensor) -> tuple[Tensor, Tensor, Tensor]:  # overwrites `gap`, a temporary
+        values = gap.add_(margin).clamp_min_(0)
         slopes = values.sign()  # 1 where the hinge is open, else 0
         return values, slopes, slopes
 
@@ -185,10 +186,11 @@ class _BatchHardMean(torch.autograd.Function):
         grad = towards.sum(0).neg_().index_add_(0, picked, towards.view(-1, x.shape[1]))
         ctx.save_for_backward(grad)
         ctx.mark_non_differentiable(stats)
+        ctx.set_materialize_grads(False)  # the statistics get no gradient: no zeros to make for them
         return weights @ values, stats
 
     @staticmethod
-    def backward(ctx, grad_loss: Tensor, grad_stats: Tensor) -> tuple[Tensor, None, None]:
+    def backward(ctx, grad_loss: Tensor, grad_stats: None) -> tuple[Tensor, None, None]:
         # `once_differentiable` makes a double backward an error (the saved gradient has no graph), at the
         # cost of a no_grad block per call; it is only needed when this backward is recorded.
         if torch.is_grad_enabled():

@@ -209,6 +209,40 @@ def test_nothing_valid_gives_a_zero_that_backpropagates(kind, labels):
     assert_stats_close(stats, TripletStats(zero, zero, zero))
 
 
+@pytest.mark.parametrize("kind", LOSSES)
+def test_labels_are_compared_exactly(kind):
+    # 2**40 + k are distinct int64 labels that float32 rounds to the same number: a mask built from
+    # float32 labels would merge the classes
+    embeddings, labels = random_batch(LABELS["uneven"], dim=5, seed=4)
+    large = labels + 2**40
+    assert len(torch.unique(large.float())) < len(torch.unique(large))
+    loss, grad, stats = value_and_grad(LOSSES[kind], embeddings, large)
+    expected_loss, expected_grad, expected_stats = value_and_grad(
+        lambda e, y: reference(kind, e, y), embeddings, labels
+    )
+    torch.testing.assert_close(loss, expected_loss)
+    torch.testing.assert_close(grad, expected_grad)
+    assert_stats_close(stats, expected_stats)
+
+
+@pytest.mark.parametrize("kind", ["hard", "soft"])
+def test_backward_scales_by_the_upstream_gradient_and_has_no_second_order(kind):
+    # the batch-hard node computes its gradient in forward; backward multiplies it by the upstream gradient
+    embeddings, labels = random_batch(LABELS["uneven"], dim=3, seed=5)
+    _, grad, _ = value_and_grad(LOSSES[kind], embeddings, labels)
+    loss, _ = LOSSES[kind](embeddings, labels)
+    (scaled,) = torch.autograd.grad(loss, embeddings, grad_outputs=torch.tensor(-2.5, dtype=torch.float64))
+    torch.testing.assert_close(scaled, -2.5 * grad)
+    # create_graph=True gives the same gradient, but without a graph: differentiating it again is an error,
+    # never a silent zero
+    loss, _ = LOSSES[kind](embeddings, labels)
+    (first,) = torch.autograd.grad(loss, embeddings, create_graph=True)
+    torch.testing.assert_close(first, grad)
+    assert not first.requires_grad
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        first.sum().backward()
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_pairwise_distance_matches_cdist(dtype):
     x = torch.randn(50, 7, generator=torch.Generator().manual_seed(0), dtype=dtype)
