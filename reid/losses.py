@@ -97,8 +97,7 @@ def _mine_with_label_mask(x: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
     table = same.mul(scales).add_(offsets).addcmul_(signs, key)
     table[0].fill_diagonal_(-big)  # an anchor is not its own positive
     best, picked = table.max(1)
-    # best + BIG/2 rounds to BIG/2 for every real candidate and stays below -BIG/2 where there is none
-    return picked, (best.amin(0) + 0.5 * big).clamp_(0, 1)
+    return picked, best.amin(0).gt_(-0.5 * big)  # about -BIG where an anchor has no candidate; 1.0 or 0.0
 
 
 def _label_members(labels: Tensor) -> Tensor:
@@ -125,7 +124,7 @@ def _mine_with_label_groups(x: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
     pos_max, pos_k = score.gather(1, members).masked_fill_(own, -torch.inf).max(1)
     pos_idx = members.gather(1, pos_k.unsqueeze(1)).squeeze(1)
     neg_min, neg_idx = score.scatter_(1, members, torch.inf).min(1)
-    valid = (pos_max - neg_min > -torch.inf).to(x.dtype)  # -inf exactly when p or n is missing
+    valid = (pos_max - neg_min).gt_(-torch.inf)  # -inf exactly when p or n is missing; 1.0 or 0.0
     return torch.stack([pos_idx, neg_idx]), valid
 
 
