@@ -8,8 +8,8 @@ from omegaconf import DictConfig
 def main(cfg: DictConfig) -> float:
     """Hydra entry point; returns the mAP."""
     # Imported once Hydra has accepted the config, as in train.py: a misspelt key fails in a second.
-    from reid.evaluate import evaluate
-    from reid.run import run_cli
+    from reid.tasks.cli import run_cli
+    from reid.tasks.evaluate import evaluate
 
     return run_cli(evaluate, cfg)["mAP"]
 

@@ -9,7 +9,8 @@ def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns the monitored metric so sweepers can optimise it."""
     # Imported once Hydra has accepted the config: torch and Lightning take ~10 s to import on a small
     # CPU, so a misspelt key fails in a second, and a multirun's parent process never pays for them.
-    from reid.run import run_cli, train
+    from reid.tasks.cli import run_cli
+    from reid.tasks.train import train
 
     return run_cli(train, cfg).get(cfg.optimized_metric)
 

@@ -1,4 +1,4 @@
-"""Benchmark reid.metrics and reid.rerank on synthetic data of MARS size: time, memory, agreement.
+"""Benchmark the retrieval metrics and re-ranking on synthetic data of MARS size: time, memory, agreement.
 
 Each case runs in a process of its own so that its peak RSS (resident memory, the whole process:
 Python, torch and the inputs included) is its own; "RSS before" is the RSS just before the timed call.
@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from reid.metrics import (
+from reid.retrieval.ranking import (
     RankMetrics,
     euclidean_distances,
     feature_rank_metrics,
@@ -40,10 +40,10 @@ from reid.metrics import (
     leave_one_out_retrieval,
     rank_metrics,
 )
-from reid.rerank import re_ranking
+from reid.retrieval.rerank import re_ranking
 
 try:  # torchreid built from source (deep-person-reid); not part of the PyPI package
-    from torchreid.metrics.rank_cylib.rank_cy import evaluate_cy
+    from torchreid.retrieval.ranking.rank_cylib.rank_cy import evaluate_cy
 except ImportError:
     evaluate_cy = None
 

@@ -38,11 +38,11 @@ from torchvision.transforms import v2
 from reid.data.augment import RandomCropFlip
 from reid.data.frame_cache import FrameCache, build_cache
 from reid.data.jpeg import decode_frame
+from reid.data.loaders import WorkerErrorLoader
 from reid.data.mars import MarsFrameDataset, Tracklet
-from reid.data.mars_datamodule import WorkerErrorLoader
+from reid.data.samplers import PKSampler
 from reid.losses import BatchHardTripletLoss
 from reid.models.lunet import LuNet
-from reid.samplers import PKSampler
 
 HEIGHT, WIDTH, P, K = 128, 64, 32, 4
 GPU_TARGET_STEPS, GPU_TARGET_SECONDS = 25_000, 15 * 60

@@ -37,7 +37,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from reid.run import instantiate_all
+from reid.tasks.train import instantiate_all
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 CLOCKS = {"wall": time.perf_counter, "CPU": time.process_time}

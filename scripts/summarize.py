@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from reid.errors import ReidError
-from reid.sweeps import write_summary
+from reid.reporting.sweeps import write_summary
 
 
 def main(argv: list[str] | None = None) -> int:

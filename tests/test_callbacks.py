@@ -5,11 +5,11 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import RichProgressBar
 
-from reid.callbacks import EmbeddingFigures, NonFiniteLossError, NonFiniteLossGuard, ProgressBar
-from reid.data.digits import DigitsDataModule
 from reid.losses import BatchHardTripletLoss
 from reid.models.convnet import ConvNet
-from reid.module import EmbeddingModule
+from reid.training.callbacks import EmbeddingFigures, NonFiniteLossError, NonFiniteLossGuard, ProgressBar
+from reid.training.datamodules.in_memory import DigitsDataModule
+from reid.training.module import EmbeddingModule
 
 
 class NaNAtCall(BatchHardTripletLoss):
@@ -59,7 +59,7 @@ def test_no_scatter_for_hundreds_of_identities(tmp_path):
     """Re-ID validation sets (hundreds of identities) get no class scatter; 10 classes do."""
     from types import SimpleNamespace
 
-    from reid.module import ValidationEmbeddings
+    from reid.training.module import ValidationEmbeddings
 
     trainer = SimpleNamespace(
         sanity_checking=False, global_step=7, datamodule=None, loggers=[], is_global_zero=True

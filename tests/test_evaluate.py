@@ -12,14 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
-from mars_fixtures import write_small_mars
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from reid.data.mars import MarsSplits, load_mars
 from reid.errors import ConfigError, DataError
-from reid.evaluate import evaluate
-from reid.evaluators import protocol_evaluator
-from reid.metrics import rank_metrics
+from reid.retrieval.evaluators import protocol_evaluator
+from reid.retrieval.ranking import rank_metrics
+from reid.tasks.evaluate import evaluate
+from tests.helpers.mars import write_small_mars
 
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = ["mAP", "rank1", "rank5", "rank10", "rank20"]

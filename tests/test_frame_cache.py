@@ -13,16 +13,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import compose_train
-from mars_fixtures import write_small_mars
 from PIL import Image
 
 from reid.data.frame_cache import FrameCache, build_cache, cache_folder
 from reid.data.jpeg import decode_frame
 from reid.data.mars import MarsFrameDataset, load_mars
-from reid.data.mars_datamodule import MarsDataModule
 from reid.errors import DataError
-from reid.run import train
+from reid.tasks.train import train
+from reid.training.datamodules.mars import MarsDataModule
+from tests.helpers.configs import compose_train
+from tests.helpers.mars import write_small_mars
 
 ROOT = Path(__file__).resolve().parents[1]
 SIZE = (32, 16)

@@ -10,7 +10,7 @@ from pytorch_metric_learning.losses import TripletMarginLoss
 from pytorch_metric_learning.miners import BatchHardMiner
 from pytorch_metric_learning.reducers import MeanReducer
 
-import reid.losses
+import reid.losses.triplet
 from reid.losses import (
     BatchAllTripletLoss,
     BatchHardTripletLoss,
@@ -19,8 +19,8 @@ from reid.losses import (
     batch_all_triplet_loss,
     batch_hard_soft_margin_loss,
     batch_hard_triplet_loss,
-    pairwise_distance,
 )
+from reid.retrieval.distances import euclidean_distances
 
 MARGIN = 0.5
 LABELS = {
@@ -41,7 +41,7 @@ def mining(request, monkeypatch):
     """Every test runs with both mining strategies: small batches use the label mask unless the size
     threshold is set to 0."""
     if request.param == "label_groups":
-        monkeypatch.setattr(reid.losses, "MASK_MINING_MAX_BATCH", 0)
+        monkeypatch.setattr(reid.losses.triplet, "MASK_MINING_MAX_BATCH", 0)
     return request.param
 
 
@@ -249,14 +249,14 @@ def test_pairwise_distance_matches_cdist(dtype):
     # cdist's own matmul path leaves about 1e-3 on the diagonal in float32: compare with its exact path
     expected = torch.cdist(x, x, compute_mode="donot_use_mm_for_euclid_dist")
     tol = {"rtol": 1e-4, "atol": 1e-4} if dtype == torch.float32 else {}
-    torch.testing.assert_close(pairwise_distance(x), expected, **tol)
-    torch.testing.assert_close(pairwise_distance(x, squared=True), expected**2, **tol)
-    assert (pairwise_distance(x).diagonal() == 0).all()
+    torch.testing.assert_close(euclidean_distances(x), expected, **tol)
+    torch.testing.assert_close(euclidean_distances(x, squared=True), expected**2, **tol)
+    assert (euclidean_distances(x).diagonal() == 0).all()
 
 
 def test_pairwise_distance_gradient_is_finite_on_coincident_rows():
     x = torch.randn(6, 3).repeat(2, 1).requires_grad_()
-    pairwise_distance(x).sum().backward()
+    euclidean_distances(x).sum().backward()
     assert torch.isfinite(x.grad).all()
 
 

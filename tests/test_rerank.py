@@ -6,11 +6,11 @@ import torch
 from scipy.spatial.distance import cdist
 
 from reid.errors import ConfigError
-from reid.rerank import re_ranking
+from reid.retrieval.rerank import re_ranking
 
 
 def brute_force_re_ranking(q_g, q_q, g_g, k1, k2, lambda_value):
-    """Zhong et al. (CVPR 2017) item by item, with the conventions documented in reid.rerank."""
+    """Zhong et al. (CVPR 2017) item by item, with the conventions documented in reid.retrieval.rerank."""
     d = np.block([[q_q, q_g], [q_g.T, g_g]]) ** 2
     d = d / d.max(axis=1, keepdims=True)
     n, num_q = len(d), len(q_q)

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
+from reid.data.samplers import PKSampler
 from reid.errors import ConfigError
-from reid.samplers import PKSampler
 
 
 def make_labels(sizes: list[int], seed: int = 0) -> torch.Tensor:

@@ -19,8 +19,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
 from tensorboard.plugins.hparams import plugin_data_pb2
 
-from reid.run import train
-from reid.sweeps import SUMMARY_FILES
+from reid.reporting.sweeps import SUMMARY_FILES
+from reid.tasks.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = [
@@ -230,7 +230,7 @@ def test_joblib_launcher_runs_two_jobs_at_once(tmp_path):
         "hydra.launcher.n_jobs=2",
         "~callbacks.embedding_figures",
         "~callbacks.embedding_histograms",
-        "+callbacks.meeting_point._target_=tests.meeting_point.MeetingPoint",
+        "+callbacks.meeting_point._target_=tests.helpers.meeting_point.MeetingPoint",
         f"+callbacks.meeting_point.folder={tmp_path / 'meeting'}",
         "+callbacks.meeting_point.parties=2",
     )

@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import compose_train
 from hydra.utils import instantiate
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from test_idx import idx_bytes
 
+from reid.data.samplers import PKSampler
 from reid.errors import ConfigError, DataError
-from reid.run import train
-from reid.samplers import PKSampler
+from reid.tasks.train import train
+from tests.helpers.configs import compose_train
 
 ROOT = Path(__file__).resolve().parents[1]
 SCALARS = [
@@ -130,7 +130,7 @@ def test_offline_download_failure_says_what_to_do(tmp_path, monkeypatch):
     import torchvision
 
     monkeypatch.setattr(torchvision.datasets.MNIST, "mirrors", ["http://127.0.0.1:9/"])
-    from reid.data.mnist import MNISTDataModule
+    from reid.training.datamodules.in_memory import MNISTDataModule
 
     with pytest.raises(DataError, match="the download failed") as error:
         MNISTDataModule(root=str(tmp_path / "mnist")).prepare_data()
@@ -161,7 +161,7 @@ def test_each_epoch_draws_that_epochs_batches(digits_cfg, tmp_path):
     """Lightning reaches the PK batch sampler's `set_epoch`: epoch e trains on its epoch-e batches."""
     cfg = digits_cfg(
         "run",
-        "+callbacks.shard_recorder._target_=shard_recorder.ShardRecorder",  # tests/ is on sys.path
+        "+callbacks.shard_recorder._target_=tests.helpers.shard_recorder.ShardRecorder",
         f"+callbacks.shard_recorder.folder={tmp_path / 'batches'}",
     )
     train(cfg)

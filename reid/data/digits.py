@@ -5,31 +5,21 @@ import torch.nn.functional as F
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
-from reid.data.in_memory import ImageSplits, InMemoryDataModule
+from reid.data.images import ImageSplits
 
 
-class DigitsDataModule(InMemoryDataModule):
-    """1,797 handwritten digits (UCI), 28x28 like MNIST so the same convnet applies.
+def load_digits_splits(test_fraction: float = 0.3, size: int = 28) -> ImageSplits:
+    """1,797 handwritten digits (UCI) as uint8 `size` x `size` images, like MNIST so the same convnet applies.
 
     The train/test split is fixed (stratified, `test_fraction` of each class, random_state 0) so runs
-    compare across seeds. All other arguments: see `InMemoryDataModule`.
+    compare across seeds.
     """
-
-    def __init__(self, test_fraction: float = 0.3, size: int = 28, **kwargs):
-        super().__init__(**kwargs)
-        self.test_fraction = test_fraction
-        self.size = size
-
-    def load_splits(self) -> ImageSplits:
-        digits = load_digits()
-        images = torch.from_numpy(digits.images).float().unsqueeze(1) / 16.0
-        images = F.interpolate(images, size=(self.size, self.size), mode="bilinear", align_corners=False)
-        images = (images.squeeze(1).clamp(0, 1) * 255).round().to(torch.uint8)
-        labels = torch.from_numpy(digits.target).long()
-        train, test = train_test_split(
-            torch.arange(len(labels)).numpy(),
-            test_size=self.test_fraction,
-            stratify=labels.numpy(),
-            random_state=0,
-        )
-        return ImageSplits(images[train], labels[train], images[test], labels[test])
+    digits = load_digits()
+    images = torch.from_numpy(digits.images).float().unsqueeze(1) / 16.0
+    images = F.interpolate(images, size=(size, size), mode="bilinear", align_corners=False)
+    images = (images.squeeze(1).clamp(0, 1) * 255).round().to(torch.uint8)
+    labels = torch.from_numpy(digits.target).long()
+    train, test = train_test_split(
+        torch.arange(len(labels)).numpy(), test_size=test_fraction, stratify=labels.numpy(), random_state=0
+    )
+    return ImageSplits(images[train], labels[train], images[test], labels[test])

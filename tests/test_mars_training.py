@@ -8,14 +8,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import compose_train
-from mars_fixtures import write_small_mars
 
 from reid.data.mars import MarsFrameDataset, load_mars
-from reid.data.mars_datamodule import MarsDataModule
 from reid.errors import ConfigError, DataError
-from reid.evaluators import protocol_evaluator
-from reid.run import run_cli, train
+from reid.retrieval.evaluators import protocol_evaluator
+from reid.tasks.cli import run_cli
+from reid.tasks.train import train
+from reid.training.datamodules.mars import MarsDataModule
+from tests.helpers.configs import compose_train
+from tests.helpers.mars import write_small_mars
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,13 +13,13 @@ import pytorch_lightning as pl
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from conftest import compose_train
 from hydra.utils import instantiate
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from reid.data.samplers import PKSampler
 from reid.losses import BatchAllTripletLoss, BatchHardTripletLoss, SoftMarginTripletLoss
-from reid.samplers import PKSampler
+from tests.helpers.configs import compose_train
 
 ROOT = Path(__file__).resolve().parents[1]
 WORLD, P, K, DIM = 2, 4, 3, 8
@@ -118,7 +118,7 @@ def test_train_cli_with_ddp_shards_batches_and_validates_like_one_process(tmp_pa
         "trainer.devices=2",
         "~callbacks.rich_progress_bar",
         "+trainer.enable_progress_bar=false",
-        "+callbacks.shard_recorder._target_=tests.shard_recorder.ShardRecorder",
+        "+callbacks.shard_recorder._target_=tests.helpers.shard_recorder.ShardRecorder",
         f"+callbacks.shard_recorder.folder={tmp_path / 'shards'}",
         f"hydra.run.dir={run_dir}",
     ]

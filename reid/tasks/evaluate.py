@@ -24,11 +24,11 @@ from torch.utils.data import DataLoader
 
 from reid.data.mars import to_unit_float
 from reid.errors import ConfigError
-from reid.evaluators import Tracklets, ValidationSet
-from reid.metrics import euclidean_distances
-from reid.ranking_figures import save_ranked_lists
-from reid.rerank import re_ranking
-from reid.run import check_checkpoint
+from reid.reporting.ranked_lists import save_ranked_lists
+from reid.retrieval.evaluators import Tracklets, ValidationSet
+from reid.retrieval.ranking import euclidean_distances
+from reid.retrieval.rerank import re_ranking
+from reid.training.checkpoints import check_checkpoint
 
 METRIC_KEYS = ("mAP", "rank1", "rank5", "rank10", "rank20")
 

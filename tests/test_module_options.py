@@ -8,13 +8,13 @@ from functools import partial
 
 import pytest
 import torch
-from conftest import compose_train
 from hydra.utils import instantiate
 
 from reid.losses import BatchHardTripletLoss
 from reid.models.convnet import ConvNet
-from reid.module import EmbeddingModule
-from reid.run import train
+from reid.tasks.train import train
+from reid.training.module import EmbeddingModule
+from tests.helpers.configs import compose_train
 
 
 def make_module(backbone: torch.nn.Module, **options) -> EmbeddingModule:
@@ -99,7 +99,7 @@ import torch
 from functools import partial
 from reid.losses import BatchHardTripletLoss
 from reid.models.convnet import ConvNet
-from reid.module import EmbeddingModule
+from reid.training.module import EmbeddingModule
 module = EmbeddingModule(ConvNet(), BatchHardTripletLoss(0.5), partial(torch.optim.Adam), compile=True)
 loss, _ = module.loss(module(torch.rand(8, 1, 28, 28)), torch.arange(4).repeat(2))
 loss.backward()

@@ -7,7 +7,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
-from reid.evaluators import ClassRetrievalEvaluator, ValidationSet
+from reid.retrieval.evaluators import ClassRetrievalEvaluator, ValidationSet
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class EmbeddingModule(pl.LightningModule):
         backbone: maps images (B, C, H, W) to embeddings (B, D).
         loss: maps (embeddings (B, D), labels (B,)) to (scalar loss, `TripletStats`).
         optimizer: partial optimizer, finished with the parameters (`_partial_: true` in configs).
-        scheduler: optional partial `scheduler(optimizer, total_steps)` from `reid.schedules`,
+        scheduler: optional partial `scheduler(optimizer, total_steps)` from `reid.training.schedules`,
             stepped every optimizer step.
         evaluator: turns the embeddings collected from the validation loaders into metrics, logged as
             `val/<name>` (default: `ClassRetrievalEvaluator`, for class-labelled data).

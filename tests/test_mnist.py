@@ -3,9 +3,9 @@
 from pathlib import Path
 
 import pytest
-from conftest import compose_train
 
-from reid.run import train
+from reid.tasks.train import train
+from tests.helpers.configs import compose_train
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

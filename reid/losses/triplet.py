@@ -23,27 +23,7 @@ from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
 from reid.distributed import gather_batch
-
-
-def pairwise_distance(x: Tensor, squared: bool = False) -> Tensor:
-    """Euclidean distances between all rows of `x`.
-
-    Uses ||a||^2 + ||b||^2 - 2 a.b (one matmul); the diagonal is exactly zero and the square root has a zero
-    gradient where a distance is zero, so coincident rows give finite gradients.
-
-    Args:
-        x: (B, D) points.
-        squared: return squared distances.
-
-    Returns:
-        (B, B) distances.
-    """
-    norms = x.square().sum(1)
-    sq = torch.addmm(norms.unsqueeze(1) + norms, x, x.T, alpha=-2).clamp_min(0).fill_diagonal_(0)
-    if squared:
-        return sq
-    zero = sq == 0
-    return sq.masked_fill(zero, 1).sqrt().masked_fill(zero, 0)
+from reid.retrieval.distances import euclidean_distances
 
 
 @dataclass(frozen=True)
@@ -257,7 +237,7 @@ def batch_all_triplet_loss(
     Returns:
         0-dim loss, or (loss, stats).
     """
-    dist = pairwise_distance(embeddings)
+    dist = euclidean_distances(embeddings)
     same = labels.unsqueeze(1) == labels
     pos = same.clone().fill_diagonal_(False)
     valid = pos.unsqueeze(2) & ~same.unsqueeze(1)  # (B, B, B): [a, p, n]

@@ -10,7 +10,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from torch import Tensor
 
 from reid.errors import ReidError
-from reid.plotting import embedding_scatter
+from reid.reporting.figures import embedding_scatter
 
 
 def tensorboard_of(trainer: pl.Trainer):

@@ -8,7 +8,7 @@ from sklearn.metrics import average_precision_score
 from sklearn.neighbors import KNeighborsClassifier
 
 from reid.errors import ConfigError, DataError
-from reid.metrics import (
+from reid.retrieval.ranking import (
     euclidean_distances,
     evaluate_features,
     evaluate_rank,

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from reid.errors import ConfigError
-from reid.metrics import feature_rank_metrics, knn_accuracy, leave_one_out_retrieval, rank_metrics
+from reid.retrieval.ranking import feature_rank_metrics, knn_accuracy, leave_one_out_retrieval, rank_metrics
 
 
 @dataclass(frozen=True)

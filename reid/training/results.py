@@ -1,7 +1,7 @@
 """A run's outcome in `<run>/results.json`, and its final metrics in TensorBoard's HParams tab.
 
-A sweep is compared from these files (`reid.sweeps`) without opening twelve folders; the file is written
-when training ends and also when it fails or is interrupted, with a `status` saying which.
+A sweep is compared from these files (`reid.reporting.sweeps`) without opening twelve folders; the file is
+written when training ends and also when it fails or is interrupted, with a `status` saying which.
 """
 
 import json
@@ -16,7 +16,7 @@ from hydra.core.hydra_config import HydraConfig
 from pytorch_lightning.loggers import TensorBoardLogger
 
 from reid.errors import ConfigError
-from reid.sweeps import RESULTS_FILE, parse_overrides
+from reid.reporting.sweeps import RESULTS_FILE, parse_overrides
 
 FINAL_TRAIN_KEYS = ("train/loss",)  # besides every `val/...` metric
 

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.io
 import torch
-from mars_fixtures import load_generator, write_small_mars
 from PIL import Image, ImageFilter
 
 from reid.data.jpeg import decode_frame
 from reid.data.mars import MarsFrameDataset, Tracklet, load_mars, sample_frames, to_unit_float
 from reid.errors import ConfigError, DataError
+from tests.helpers.mars import write_small_mars
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -319,5 +323,8 @@ def test_generator_refuses_non_empty_folder(tmp_path):
     (tmp_path / "keep.txt").write_text("user data")
     with pytest.raises(DataError, match="refusing"):
         write_small_mars(tmp_path)
-    assert load_generator().main([str(tmp_path), "--ids-train", "2"]) == 1
+    script = [sys.executable, str(ROOT / "scripts" / "make_synthetic_mars.py"), str(tmp_path)]
+    result = subprocess.run(script, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "refusing" in result.stderr and "Traceback" not in result.stderr
     assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from reid.data.in_memory import evenly_spaced
+from reid.data.images import evenly_spaced
 from reid.data.mars import Tracklet
 
 TILE = (64, 128)  # width, height of a shown frame
@@ -28,7 +28,7 @@ def ranked_gallery(
 ) -> np.ndarray:
     """Indices of the `top_k` nearest gallery tracklets (of distances (G,)) that take part in the ranking.
 
-    Ties keep gallery order (a stable sort), as in `reid.metrics.rank_metrics`.
+    Ties keep gallery order (a stable sort), as in `reid.retrieval.ranking.rank_metrics`.
     """
     g_pids = np.array([t.pid for t in gallery])
     g_camids = np.array([t.camid for t in gallery])

@@ -1,12 +1,13 @@
-"""Figures of embeddings: a 2-D scatter coloured by class (PCA projection when D > 2)."""
+"""Figures of embeddings: a 2-D scatter coloured by class (PCA projection when D > 2).
+
+Figures are built as `matplotlib.figure.Figure` objects, not through pyplot: they need no backend and no
+closing, so the library never chooses one (the command-line tasks do, in `reid.tasks.cli`).
+"""
 
 import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from sklearn.decomposition import PCA  # noqa: E402
+import numpy as np
+from matplotlib.figure import Figure
+from sklearn.decomposition import PCA
 
 
 def project_2d(embeddings: np.ndarray) -> tuple[np.ndarray, str]:
@@ -25,8 +26,9 @@ def embedding_scatter(
 ) -> Figure:
     """Scatter plot of embeddings (N, D) with one colour per label (N,) and a legend of class names."""
     points, axes_note = project_2d(embeddings)
-    figure, ax = plt.subplots(figsize=(7, 6), dpi=100)
-    cmap = plt.get_cmap("tab10" if labels.max() < 10 else "tab20")
+    figure = Figure(figsize=(7, 6), dpi=100)
+    ax = figure.subplots()
+    cmap = matplotlib.colormaps["tab10" if labels.max() < 10 else "tab20"]
     for label in np.unique(labels):
         chosen = labels == label
         name = class_names[label] if label < len(class_names) else str(label)

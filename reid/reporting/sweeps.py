@@ -1,14 +1,15 @@
 """A sweep folder as one table (`summary.csv`, `summary.md`) and one plot (`summary.png`).
 
-Runs are read from their `results.json` (written by `reid.results`, which takes the file name and
-`parse_overrides` from here). Runs without final results are listed with their status, not dropped: a run
+Runs are read from their `results.json` (written by `reid.training.results`, which takes the file name
+and `parse_overrides` from here). Runs without final results are listed with their status, not dropped: a run
 that failed, was interrupted, is still running ("missing") or never started ("not started": in the basic
-sweeper's grid of `multirun.yaml` but without a folder). `SweepSummary` is the Hydra callback that writes
-the files into the sweep folder; `scripts/summarize.py` rebuilds them.
+sweeper's grid of `multirun.yaml` but without a folder). `reid.tasks.sweep_summary.SweepSummary` is the
+Hydra callback that writes the files into the sweep folder; `scripts/summarize.py` rebuilds them.
 """
 
 import csv
 import io
+import itertools
 import json
 import os
 import re
@@ -16,20 +17,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from omegaconf import OmegaConf
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper  # noqa: E402
-from hydra.core.override_parser.overrides_parser import OverridesParser  # noqa: E402
-from hydra.experimental.callback import Callback  # noqa: E402
-from hydra.types import RunMode  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from omegaconf import DictConfig, OmegaConf  # noqa: E402
+from reid.errors import DataError
 
-from reid.errors import DataError  # noqa: E402
-
-RESULTS_FILE = "results.json"  # in each run folder, written by reid.results.ResultsWriter
+RESULTS_FILE = "results.json"  # in each run folder, written by reid.training.results.ResultsWriter
+BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"  # its `_target_` in multirun.yaml
 SUMMARY_FILES = ("summary.csv", "summary.md", "summary.png")
 DEFAULT_MONITOR = ("val/mAP", "max")  # when no run has results yet
 MAX_LINES = 10  # more groups than this are drawn as points without a legend (e.g. Optuna trials)
@@ -83,12 +79,24 @@ def planned_overrides(sweep_dir: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     hydra_cfg = OmegaConf.load(path).hydra
-    if hydra_cfg.sweeper.get("_target_") != f"{BasicSweeper.__module__}.{BasicSweeper.__name__}":
+    if hydra_cfg.sweeper.get("_target_") != BASIC_SWEEPER:
         return []
     params = hydra_cfg.sweeper.get("params") or {}
     arguments = [f"{key}={value}" for key, value in params.items()] + list(hydra_cfg.overrides.task)
-    grid = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(arguments), None)
-    return [parse_overrides(list(job)) for batch in grid for job in batch]
+    return [parse_overrides(list(job)) for job in sweep_grid(arguments)]
+
+
+def sweep_grid(arguments: list[str]) -> list[tuple[str, ...]]:
+    """The jobs of a grid sweep, in the basic sweeper's order: the product of every key's values, a
+    later value of the same key replacing an earlier one (`margin=0.2,0.5 seed=0` -> two jobs)."""
+    choices: dict[str, list[str]] = {}
+    for override in OverridesParser.create().parse_overrides(arguments):
+        key = override.get_key_element()
+        if override.is_sweep_override():
+            choices[key] = [f"{key}={value}" for value in override.sweep_string_iterator()]
+        else:
+            choices[key] = [f"{key}={override.get_value_element_as_str()}"]
+    return list(itertools.product(*choices.values()))
 
 
 def collect_runs(sweep_dir: Path) -> list[Run]:
@@ -188,7 +196,7 @@ def to_markdown(columns: list[str], rows: list[dict[str, Any]], runs: list[Run],
     return "\n".join(lines) + "\n"
 
 
-def draw_panel(ax: plt.Axes, key: str, keys: list[str], done: list[Run], monitor: str) -> None:
+def draw_panel(ax: Axes, key: str, keys: list[str], done: list[Run], monitor: str) -> None:
     """The best `monitor` against `key`: a line per combination of the other swept keys for a grid, points
     when the runs do not form lines (e.g. Optuna trials); numeric keys spanning a factor of 20 or more get
     a log axis, other keys one tick per value."""
@@ -226,7 +234,8 @@ def plot_summary(runs: list[Run]) -> Figure:
     monitor, _ = monitor_of(runs)
     keys = swept_keys(runs)
     done = [run for run in runs if run.status == "completed" and run.results["best"] is not None]
-    figure, axes = plt.subplots(1, max(len(keys), 1), figsize=(5 * max(len(keys), 1), 4), squeeze=False)
+    figure = Figure(figsize=(5 * max(len(keys), 1), 4))
+    axes = figure.subplots(1, max(len(keys), 1), squeeze=False)
     if not keys or not done:
         axes[0, 0].text(0.5, 0.5, "nothing swept" if done else "no completed runs yet", ha="center")
         axes[0, 0].set_axis_off()
@@ -256,21 +265,7 @@ def write_summary(sweep_dir: Path) -> list[Path]:
     partial = [path.with_name(f".{path.stem}.{os.getpid()}{path.suffix}") for path in paths]
     partial[0].write_text(to_csv(columns, rows))
     partial[1].write_text(to_markdown(columns, rows, runs, sweep_dir))
-    figure = plot_summary(runs)
-    figure.savefig(partial[2], dpi=100)
-    plt.close(figure)
+    plot_summary(runs).savefig(partial[2], dpi=100)
     for source, target in zip(partial, paths, strict=True):
         source.replace(target)
     return paths
-
-
-class SweepSummary(Callback):
-    """Hydra callback: writes the sweep summary when a multirun ends, and refreshes it after every job, so a
-    sweep that stops early (Hydra ends a sweep with an error when one of its jobs failed) still has one."""
-
-    def on_job_end(self, config: DictConfig, **kwargs: Any) -> None:
-        if config.hydra.mode == RunMode.MULTIRUN:
-            write_summary(Path(config.hydra.sweep.dir))
-
-    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        write_summary(Path(config.hydra.sweep.dir))

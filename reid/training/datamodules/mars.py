@@ -3,13 +3,13 @@
 Training draws P identities x K frames from `bbox_train` (the frames of an identity pooled over all its
 tracklets and cameras, with replacement when it has fewer than K). Validation and testing embed the frames
 of the query and gallery tracklets of `protocol`; batches are (images, pids, camids, tracklet_ids), which
-`reid.evaluators.TrackletRankEvaluator` pools into tracklets. Validation during training may take a few
+`reid.retrieval.TrackletRankEvaluator` pools into tracklets. Validation during training may take a few
 evenly spaced frames per tracklet (`val_frames_per_tracklet`); testing always takes them all.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 
 import pytorch_lightning as pl
 import torch
@@ -18,32 +18,11 @@ from torch.utils.data import DataLoader
 
 from reid.data.augment import RandomCropFlip
 from reid.data.frame_cache import FrameCache, default_cache_dir, prepare_command
+from reid.data.loaders import WorkerErrorLoader
 from reid.data.mars import MarsFrameDataset, MarsSplits, Tracklet, load_mars, sample_frames, to_unit_float
-from reid.data.sharding import rank_and_world_size
+from reid.data.samplers import PKSampler
 from reid.errors import ConfigError, DataError
-from reid.samplers import PKSampler
-
-
-class WorkerErrorLoader(DataLoader):
-    """A DataLoader that re-raises a worker's `DataError` with the worker's own message.
-
-    PyTorch re-raises a worker's exception with the worker's whole traceback pasted into the message; the
-    CLI would print that instead of the one paragraph that names the file. Other errors are bugs and keep
-    their traceback.
-    """
-
-    def __iter__(self) -> Iterator:
-        try:
-            yield from super().__iter__()
-        except DataError as error:
-            raise DataError(worker_message(error)) from None
-
-
-def worker_message(error: DataError) -> str:
-    """The original message of an error re-raised from a DataLoader worker (unchanged if not from one)."""
-    prefix = f"{type(error).__module__}.{type(error).__qualname__}: "
-    text = str(error)
-    return text.rpartition(prefix)[2].strip() if text.startswith("Caught ") and prefix in text else text
+from reid.training.datamodules.sharding import rank_and_world_size
 
 
 class MarsDataModule(pl.LightningDataModule):

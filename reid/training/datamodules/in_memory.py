@@ -1,50 +1,18 @@
-"""Datamodules for small labelled image sets held in memory (MNIST family, bundled digits).
+"""Datamodules for small labelled image sets held in memory: MNIST, Fashion-MNIST, the bundled digits.
 
 Training draws PK batches (P classes x K images) with `PKSampler`; validation embeds the whole test
 split (retrieval metrics) and a fixed reference subset of the train split (k-NN accuracy).
 """
 
-from dataclasses import dataclass
-
-import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from reid.data.sharding import rank_and_world_size
-from reid.samplers import PKSampler
-
-
-@dataclass(frozen=True)
-class ImageSplits:
-    """uint8 images (N, H, W) and int64 labels (N,) of a train and a test split."""
-
-    train_images: Tensor
-    train_labels: Tensor
-    test_images: Tensor
-    test_labels: Tensor
-
-
-class GreyImages(Dataset):
-    """uint8 images (N, H, W) served as float (1, H, W) in [0, 1] with their label."""
-
-    def __init__(self, images: Tensor, labels: Tensor):
-        self.images = images
-        self.labels = labels
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
-        return self.images[index].unsqueeze(0).float().div_(255.0), self.labels[index]
-
-
-def evenly_spaced(n_total: int, n_pick: int | None) -> np.ndarray:
-    """`n_pick` indices spread evenly over range(n_total) (all of them when n_pick is None or larger)."""
-    if n_pick is None or n_pick >= n_total:
-        return np.arange(n_total)
-    return np.linspace(0, n_total - 1, n_pick).round().astype(np.int64)
+from reid.data.digits import load_digits_splits
+from reid.data.images import GreyImages, ImageSplits, evenly_spaced
+from reid.data.mnist import FASHION_MNIST, MNIST, IdxDataset, ensure_downloaded, load_idx_splits
+from reid.data.samplers import PKSampler
+from reid.training.datamodules.sharding import rank_and_world_size
 
 
 class InMemoryDataModule(pl.LightningDataModule):
@@ -118,3 +86,53 @@ class InMemoryDataModule(pl.LightningDataModule):
                 GreyImages(s.train_images[ref], s.train_labels[ref]), batch_size=self.eval_batch_size
             ),
         ]
+
+
+class MNISTDataModule(InMemoryDataModule):
+    """MNIST (LeCun et al.): 60,000 train and 10,000 test 28x28 digits.
+
+    `root` is either a plain folder holding the four official `.gz` files under their official names,
+    or torchvision's layout (`root/MNIST/raw/...`), which is downloaded when missing and `download` is
+    true. All other arguments: see `InMemoryDataModule`.
+    """
+
+    dataset: IdxDataset = MNIST
+
+    def __init__(self, root: str = "data/mnist", download: bool = True, **kwargs):
+        super().__init__(**kwargs)
+        self.root = root
+        self.download = download
+        self.class_names = self.dataset.class_names
+
+    def prepare_data(self) -> None:
+        ensure_downloaded(self.dataset, self.root, self.download)
+
+    def load_splits(self) -> ImageSplits:
+        return load_idx_splits(self.dataset, self.root, self.download)
+
+
+class FashionMNISTDataModule(MNISTDataModule):
+    """Fashion-MNIST (Xiao et al. 2017): the MNIST file format with 10 clothing classes."""
+
+    dataset = FASHION_MNIST
+
+    def __init__(self, root: str = "data/fashion-mnist", download: bool = True, **kwargs):
+        super().__init__(root=root, download=download, **kwargs)
+
+
+class DigitsDataModule(InMemoryDataModule):
+    """scikit-learn's 1,797 bundled digits at 28x28 (`reid.data.digits`): offline, 1,257 train / 540 test.
+
+    Args:
+        test_fraction: share of each class held out as the test split (fixed, stratified).
+        size: image side after upsampling the 8x8 originals.
+        **kwargs: see `InMemoryDataModule`.
+    """
+
+    def __init__(self, test_fraction: float = 0.3, size: int = 28, **kwargs):
+        super().__init__(**kwargs)
+        self.test_fraction = test_fraction
+        self.size = size
+
+    def load_splits(self) -> ImageSplits:
+        return load_digits_splits(self.test_fraction, self.size)

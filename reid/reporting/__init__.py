@@ -1,0 +1,6 @@
+"""Figures and summaries made from results: embedding scatters (`figures`), ranked lists of retrieval
+(`ranked_lists`) and sweep summaries (`sweeps`).
+
+Import the modules themselves: this package re-exports nothing, so that a sweep's parent process, which
+only writes summaries, never imports torch.
+"""

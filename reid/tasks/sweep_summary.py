@@ -1,0 +1,22 @@
+"""The Hydra callback that keeps a sweep folder's summary files (`reid.reporting.sweeps`) up to date."""
+
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from reid.reporting.sweeps import write_summary
+
+
+class SweepSummary(Callback):
+    """Hydra callback: writes the sweep summary when a multirun ends, and refreshes it after every job, so a
+    sweep that stops early (Hydra ends a sweep with an error when one of its jobs failed) still has one."""
+
+    def on_job_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if config.hydra.mode == RunMode.MULTIRUN:
+            write_summary(Path(config.hydra.sweep.dir))
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        write_summary(Path(config.hydra.sweep.dir))

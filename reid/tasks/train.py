@@ -1,0 +1,40 @@
+"""The training task: config -> datamodule, module, callbacks, loggers -> Trainer.fit."""
+
+from pathlib import Path
+
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from reid.training.checkpoints import check_checkpoint
+
+
+def instantiate_all(group: DictConfig | None) -> list:
+    """Every entry of a dict of named configs that has a `_target_` (`callbacks=null` gives [])."""
+    if not group:
+        return []
+    return [
+        instantiate(node) for node in group.values() if isinstance(node, DictConfig) and "_target_" in node
+    ]
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Train as configured; returns the final logged metrics (`train/...`, `val/...`) as floats."""
+    pl.seed_everything(cfg.seed, workers=True)
+    output_dir = Path(cfg.paths.output_dir)
+    print(f"Run folder: {output_dir}")
+    datamodule = instantiate(cfg.dataset)
+    module = instantiate(cfg.module)
+    if cfg.ckpt_path:
+        check_checkpoint(cfg.ckpt_path, module)
+    loggers = instantiate_all(cfg.get("logger"))
+    trainer = instantiate(
+        cfg.trainer, callbacks=instantiate_all(cfg.get("callbacks")), logger=loggers or False
+    )
+    for logger in loggers:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    finally:
+        print(f"Run folder: {output_dir}")
+    return {name: float(value) for name, value in trainer.callback_metrics.items()}

@@ -1,0 +1,1 @@
+"""Helpers shared by the tests: config composition, synthetic data, test-only callbacks."""
