@@ -38,7 +38,7 @@ def test_nan_loss_stops_with_the_step_and_a_checkpoint_of_the_last_good_weights(
         trainer.fit(module, datamodule=DigitsDataModule())
     saved = tmp_path / "last_good_step_000003.ckpt"
     assert str(saved) in str(error.value)
-    checkpoint = torch.load(saved, map_location="cpu", weights_only=False)
+    checkpoint = torch.load(saved, map_location="cpu", weights_only=True)
     assert checkpoint["global_step"] == 3
     for name, value in module.state_dict().items():  # the NaN never reached the weights
         assert torch.isfinite(value.float()).all(), name

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -19,6 +20,8 @@ from reid.errors import ConfigError, DataError
 from reid.retrieval.evaluators import protocol_evaluator
 from reid.retrieval.ranking import rank_metrics
 from reid.tasks.evaluate import evaluate
+from reid.tasks.train import train
+from reid.training.checkpoints import MODEL_CARD, check_checkpoint
 from tests.helpers.mars import write_small_mars
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -145,16 +148,89 @@ def test_evaluate_torchreid_protocol(trained, mars, tmp_path):
     assert json.loads((tmp_path / "metrics.json").read_text()) == metrics
 
 
-def test_checkpoint_of_another_model_is_refused(trained, mars, tmp_path):
-    """Without the run's .hydra/config.yaml the evaluate config's model (LuNet) is built, and refused."""
-    ckpt = tmp_path / "elsewhere" / "last.ckpt"
-    ckpt.parent.mkdir()
-    shutil.copy(trained / "checkpoints" / "last.ckpt", ckpt)
+def test_checkpoint_carries_its_model_card(trained):
+    card = torch.load(trained / "checkpoints" / "last.ckpt", weights_only=True)[MODEL_CARD]
+    assert card["model"]["_target_"] == "reid.models.convnet.ConvNet" and card["embed_dim"] == 32
+    assert (card["channels"], card["input_size"]) == (3, [64, 32])  # mars_smoke's frames, as the net saw them
+    assert (card["pixel_scale"], card["mean"], card["std"]) == (255, [0.0] * 3, [1.0] * 3)
+    assert card["train_config"]["dataset"]["height"] == 64 and card["train_config"]["optimizer"]["lr"] == 1e-3
+
+
+def test_checkpoint_copied_alone_evaluates_as_in_its_run(trained, mars, tmp_path):
+    """The model card rebuilds the model and its input size: no run folder, no model settings needed."""
+    alone = tmp_path / "empty" / "model.ckpt"
+    alone.parent.mkdir()
+    shutil.copy(trained / "checkpoints" / "last.ckpt", alone)
+    data = [f"dataset.root={mars}", "dataset.protocol=torchreid", "dataset.num_workers=0", "n_show=1"]
+    in_run = evaluate(
+        compose_evaluate(tmp_path / "a", f"ckpt_path={trained / 'checkpoints' / 'last.ckpt'}", *data)
+    )
+    copied = evaluate(compose_evaluate(tmp_path / "b", f"ckpt_path={alone}", *data))
+    assert copied == in_run and copied["mAP"] > chance_map(load_mars(mars, "torchreid")) + 0.3
+
+
+def without_card(trained: Path, folder: Path) -> Path:
+    """The run's last checkpoint as written before checkpoints carried a model card, saved in `folder`."""
+    checkpoint = torch.load(trained / "checkpoints" / "last.ckpt", weights_only=True)
+    del checkpoint[MODEL_CARD]
+    path = folder / "checkpoints" / "last.ckpt"
+    path.parent.mkdir(parents=True)
+    torch.save(checkpoint, path)
+    return path
+
+
+def test_checkpoint_without_card_reads_its_run_folder(trained, mars, tmp_path):
+    old_run = tmp_path / "old_run"
+    ckpt = without_card(trained, old_run)
+    shutil.copytree(trained / ".hydra", old_run / ".hydra")
+    data = [f"dataset.root={mars}", "dataset.protocol=torchreid", "dataset.num_workers=0", "n_show=1"]
+    expected = evaluate(
+        compose_evaluate(tmp_path / "a", f"ckpt_path={trained / 'checkpoints' / 'last.ckpt'}", *data)
+    )
+    assert evaluate(compose_evaluate(tmp_path / "b", f"ckpt_path={ckpt}", *data)) == expected
+
+
+def test_checkpoint_without_card_or_run_folder_asks_for_the_model(trained, mars, tmp_path):
+    """With nothing to describe it, the evaluate config's model (LuNet) is built and refused, with advice."""
+    ckpt = without_card(trained, tmp_path / "orphan")
     cfg = compose_evaluate(tmp_path, f"ckpt_path={ckpt}", f"dataset.root={mars}")
-    with pytest.raises(ConfigError, match="does not match the configured model"):
+    with pytest.raises(ConfigError, match=r"does not match the configured model.*model=\.\.\., embed_dim="):
         evaluate(cfg)
     with pytest.raises(ConfigError, match="ckpt_path"):
         evaluate(compose_evaluate(tmp_path, f"dataset.root={mars}"))
+
+
+def test_checkpoint_of_other_images_is_refused(digits_cfg, mars, tmp_path):
+    """A digits model (1-channel 28x28) cannot rank RGB MARS frames: one paragraph says so."""
+    run = digits_cfg("digits", "trainer.max_epochs=1")
+    train(run)
+    cfg = compose_evaluate(
+        tmp_path, f"ckpt_path={run.paths.output_dir}/checkpoints/last.ckpt", f"dataset.root={mars}"
+    )
+    with pytest.raises(ConfigError, match="1-channel images"):
+        evaluate(cfg)
+
+
+class Payload:
+    """Unpickling this runs `Path.touch` on a marker file: what a crafted checkpoint could do."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return Path.touch, (self.marker,)
+
+
+def test_checkpoint_that_would_run_code_is_refused_unrun(mars, tmp_path):
+    marker = tmp_path / "payload_ran"
+    ckpt = tmp_path / "shared.ckpt"
+    torch.save({"state_dict": {}, "note": Payload(marker)}, ckpt)
+    cfg = compose_evaluate(tmp_path, f"ckpt_path={ckpt}", f"dataset.root={mars}")
+    with pytest.raises(ConfigError, match="refused.*could run code"):
+        evaluate(cfg)
+    with pytest.raises(ConfigError, match="refused"):
+        check_checkpoint(ckpt, torch.nn.Linear(1, 1))
+    assert not marker.exists()
 
 
 def test_missing_mars_root(trained, tmp_path):

@@ -56,7 +56,7 @@ def test_channels_last_module_trains_one_step(digits_cfg):
     cfg = digits_cfg("cl", "channels_last=true", "trainer.max_epochs=1", "dataset.batches_per_epoch=1")
     metrics = train(cfg)
     assert metrics["train/loss"] > 0 and all(math.isfinite(v) for v in metrics.values())
-    state = torch.load(cfg.paths.output_dir + "/checkpoints/last.ckpt", weights_only=False)
+    state = torch.load(cfg.paths.output_dir + "/checkpoints/last.ckpt", weights_only=True)
     assert state["global_step"] == 1
 
 

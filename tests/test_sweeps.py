@@ -185,7 +185,7 @@ def test_results_json_agrees_with_tensorboard_and_checkpoints(sweep, run):
     assert results["best"]["step"] == 4 * (results["best"]["epoch"] + 1)
 
     assert (run_dir / "checkpoints" / f"best-epoch{results['best']['epoch']:03d}.ckpt").is_file()
-    last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     scores = [s["best_model_score"] for k, s in last["callbacks"].items() if k.startswith("ModelCheckpoint")]
     assert results["best"]["val/mAP"] == pytest.approx(float(next(s for s in scores if s is not None)))
     assert last["callbacks"]["ResultsWriter"]["best"] == results["best"]  # kept for resuming

@@ -103,7 +103,7 @@ def test_overrides_on_an_mnist_folder(tmp_path):
     )
     assert instantiate(cfg.module).loss.margin == 0.3
     train(cfg)
-    state = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    state = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert state["state_dict"]["backbone.head.3.weight"].shape == (8, 256)
     assert state["global_step"] == 10
     assert list((run_dir / "tensorboard").glob("**/projector_config.pbtxt"))  # D > 2: projector
@@ -138,7 +138,7 @@ def test_offline_download_failure_says_what_to_do(tmp_path, monkeypatch):
 
 
 def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
-    return torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    return torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
 
 
 def test_resume_continues_exactly(digits_cfg, tmp_path):

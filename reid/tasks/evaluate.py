@@ -1,9 +1,10 @@
 """Evaluate a trained checkpoint on the MARS test split: tracklet CMC and mAP, re-ranking, ranked lists.
 
-`python evaluate.py ckpt_path=<run>/checkpoints/<file>.ckpt dataset.root=... [rerank=true]` writes, in its
-own run folder, `metrics.json` (the protocol, mAP, rank1/5/10/20 and the query and gallery counts, the same
-under `reranked` with re-ranking), `features.npz` (tracklet features, pids and camids of query and gallery)
-and `rankings/*.png` (ranked lists of `n_show` queries).
+`python evaluate.py ckpt_path=<file>.ckpt dataset.root=... [rerank=true]` rebuilds the model from the
+checkpoint's model card (the checkpoint alone is enough), feeds it frames of the size it was trained on,
+and writes, in its own run folder, `metrics.json` (the protocol, mAP, rank1/5/10/20 and the query and
+gallery counts, the same under `reranked` with re-ranking), `features.npz` (tracklet features, pids and
+camids of query and gallery) and `rankings/*.png` (ranked lists of `n_show` queries).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from rich.console import Console
 from rich.progress import track
 from rich.table import Table
@@ -25,10 +26,10 @@ from torch.utils.data import DataLoader
 from reid.data.mars import to_unit_float
 from reid.errors import ConfigError
 from reid.reporting.ranked_lists import save_ranked_lists
+from reid.retrieval.distances import euclidean_distances
 from reid.retrieval.evaluators import Tracklets, ValidationSet
-from reid.retrieval.ranking import euclidean_distances
 from reid.retrieval.rerank import re_ranking
-from reid.training.checkpoints import check_checkpoint
+from reid.training.checkpoints import load_model
 
 METRIC_KEYS = ("mAP", "rank1", "rank5", "rank10", "rank20")
 
@@ -41,10 +42,10 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(
             "evaluate.py needs ckpt_path=<run>/checkpoints/<file>.ckpt, a checkpoint written by train.py."
         )
-    model_cfg, size = model_config(cfg)
+    backbone, card = load_model(cfg.ckpt_path, fallback_model=cfg.model)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    backbone = load_backbone(cfg.ckpt_path, model_cfg).to(device)
-    datamodule = instantiate(cfg.dataset, **size)
+    backbone = backbone.to(device)
+    datamodule = instantiate(cfg.dataset, **input_size(card, cfg.ckpt_path))
     datamodule.setup("test")
     query_frames, gallery_frames = (
         embed_frames(backbone, loader, device, name)
@@ -84,40 +85,20 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     return result
 
 
-def model_config(cfg: DictConfig) -> tuple[DictConfig, dict[str, int]]:
-    """The model config and input size (height, width) the checkpoint was trained with.
-
-    Both come from the training run's `<run>/.hydra/config.yaml` next to `<run>/checkpoints/`, when it is
-    there (so a checkpoint evaluates without repeating its settings); otherwise from the evaluate config.
-    """
-    run_config = Path(cfg.ckpt_path).resolve().parent.parent / ".hydra" / "config.yaml"
-    if not run_config.is_file():
-        print(
-            f"No training config at {run_config}: the model is configured by evaluate's model and embed_dim."
-        )
-        return cfg.model, {}
-    run = OmegaConf.load(run_config)
-    if run.dataset.get("_target_") != cfg.dataset._target_:
+def input_size(card: dict, path: str, data_channels: int = 3) -> dict[str, int]:
+    """The (height, width) to feed the checkpoint's backbone, as datamodule arguments; stops clearly when
+    the backbone was trained on images of another number of channels than the data has."""
+    if card["channels"] is not None and card["channels"] != data_channels:
+        trained_on = (card.get("train_config") or {}).get("dataset", {}).get("_target_", "other data")
         raise ConfigError(
-            f"The checkpoint {cfg.ckpt_path} was trained on {run.dataset.get('_target_')} (see "
-            f"{run_config}), but evaluate.py evaluates models trained on {cfg.dataset._target_}."
+            f"The checkpoint '{path}' was trained on {card['channels']}-channel images ({trained_on}), but "
+            f"evaluate.py ranks {data_channels}-channel MARS frames. Pass a checkpoint of a model trained on "
+            "MARS (e.g. experiment=mars_smoke or mars_seed)."
         )
-    print(f"Model and input size from the training run: {run_config}")
-    model = OmegaConf.create(OmegaConf.to_container(run.model, resolve=True))
-    return model, {"height": run.dataset.height, "width": run.dataset.width}
-
-
-def load_backbone(ckpt_path: str, model_cfg: DictConfig) -> nn.Module:
-    """The configured backbone with the checkpoint's weights, in eval mode.
-
-    A checkpoint of another model fails with `check_checkpoint`'s message. The backbone sits under the
-    name `backbone`, as in `EmbeddingModule`, so the checkpoint's keys match.
-    """
-    holder = nn.ModuleDict({"backbone": instantiate(model_cfg)})
-    check_checkpoint(ckpt_path, holder)
-    state = torch.load(ckpt_path, map_location="cpu", weights_only=False)["state_dict"]
-    holder.load_state_dict(state)
-    return holder["backbone"].eval()
+    if card["input_size"] is None:
+        return {}
+    height, width = card["input_size"]
+    return {"height": height, "width": width}
 
 
 def embed_frames(backbone: nn.Module, loader: DataLoader, device: torch.device, name: str) -> ValidationSet:

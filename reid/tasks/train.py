@@ -6,7 +6,7 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from reid.training.checkpoints import check_checkpoint
+from reid.training.checkpoints import ModelCard, check_checkpoint
 
 
 def instantiate_all(group: DictConfig | None) -> list:
@@ -19,7 +19,11 @@ def instantiate_all(group: DictConfig | None) -> list:
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
-    """Train as configured; returns the final logged metrics (`train/...`, `val/...`) as floats."""
+    """Train as configured; returns the final logged metrics (`train/...`, `val/...`) as floats.
+
+    Every checkpoint carries a model card (`reid.training.checkpoints.ModelCard`); a checkpoint to resume
+    from is read with `weights_only=True`, so it cannot run code.
+    """
     pl.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
     print(f"Run folder: {output_dir}")
@@ -28,13 +32,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.ckpt_path:
         check_checkpoint(cfg.ckpt_path, module)
     loggers = instantiate_all(cfg.get("logger"))
-    trainer = instantiate(
-        cfg.trainer, callbacks=instantiate_all(cfg.get("callbacks")), logger=loggers or False
-    )
+    callbacks = [*instantiate_all(cfg.get("callbacks")), ModelCard(cfg.model, cfg)]
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path, weights_only=True)
     finally:
         print(f"Run folder: {output_dir}")
     return {name: float(value) for name, value in trainer.callback_metrics.items()}
