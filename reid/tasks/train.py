@@ -6,6 +6,7 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from reid.tasks.checks import check_train_config
 from reid.training.checkpoints import ModelCard, check_checkpoint
 
 
@@ -24,6 +25,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     Every checkpoint carries a model card (`reid.training.checkpoints.ModelCard`); a checkpoint to resume
     from is read with `weights_only=True`, so it cannot run code.
     """
+    check_train_config(cfg)  # the values, before anything is built (train.py checked them already)
     pl.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
     print(f"Run folder: {output_dir}")
