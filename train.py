@@ -1,5 +1,7 @@
 """Train an embedding with a triplet loss: `python train.py [experiment=...] [key=value ...]`."""
 
+from functools import partial
+
 import hydra
 from omegaconf import DictConfig
 
@@ -10,9 +12,10 @@ def main(cfg: DictConfig) -> float | None:
     # Imported once Hydra has accepted the config: torch and Lightning take ~10 s to import on a small
     # CPU, so a misspelt key fails in a second, and a multirun's parent process never pays for them.
     from reid.tasks.cli import run_cli
+    from reid.tasks.run_folder import run_in_folder
     from reid.tasks.train import train
 
-    return run_cli(train, cfg).get(cfg.optimized_metric)
+    return run_cli(partial(run_in_folder, train), cfg).get(cfg.optimized_metric)
 
 
 if __name__ == "__main__":
