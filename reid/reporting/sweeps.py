@@ -81,11 +81,17 @@ def planned_overrides(sweep_dir: Path) -> list[dict[str, Any]]:
         hydra_cfg = OmegaConf.load(path).hydra
         if hydra_cfg.sweeper.get("_target_") != BASIC_SWEEPER:
             continue
-        params = hydra_cfg.sweeper.get("params") or {}
-        arguments = [f"{key}={value}" for key, value in params.items()] + list(hydra_cfg.overrides.task)
+        params = as_written(hydra_cfg.sweeper.get("params") or {})
+        arguments = [f"{key}={value}" for key, value in params.items()] + as_written(hydra_cfg.overrides.task)
         jobs = [parse_overrides(list(job)) for job in sweep_grid(arguments)]
         planned += [job for job in jobs if job not in planned]
     return planned
+
+
+def as_written(node: Any) -> Any:
+    """A config node as plain Python, its `${...}` left as written: overrides such as `key=${margin}` are
+    stored in a config file that would resolve them against itself."""
+    return OmegaConf.to_container(node, resolve=False) if OmegaConf.is_config(node) else node
 
 
 def sweep_grid(arguments: list[str]) -> list[tuple[str, ...]]:

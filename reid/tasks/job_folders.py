@@ -21,6 +21,8 @@ from pathlib import Path
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
+from reid.reporting.sweeps import as_written
+
 RESOLVER = "reid.job_folder"
 SWEEP_CONFIG = "multirun.yaml"  # Hydra's name: its basic sweeper writes the same file
 REWRITTEN_BY_SWEEPERS = (SWEEP_CONFIG, "optimization_results.yaml")  # Optuna writes the second at the end
@@ -28,11 +30,11 @@ MAX_NAME = 200  # bytes; file systems allow 255
 NOTHING_OVERRIDDEN = "defaults"
 
 
-def swept_keys(sweep_config: DictConfig) -> set[str]:
+def swept_keys_of(sweep_config: DictConfig) -> set[str]:
     """The keys a sweep's config varies: its sweeper's `params` and its sweeping overrides (`a=1,2`,
     `a=range(1,4)`, `a=interval(0.1,1)`)."""
     params = sweep_config.hydra.sweeper.get("params") or {}
-    overrides = OverridesParser.create().parse_overrides(list(sweep_config.hydra.overrides.task))
+    overrides = OverridesParser.create().parse_overrides(as_written(sweep_config.hydra.overrides.task))
     return set(params) | {o.key_or_group for o in overrides if o.is_sweep_override()}
 
 
@@ -53,8 +55,8 @@ def job_folder(*, _root_: DictConfig) -> str:
     """The `${reid.job_folder:}` resolver: the folder name of the job whose config is `_root_`."""
     hydra = _root_.hydra
     record = Path(hydra.sweep.dir) / SWEEP_CONFIG
-    keys = swept_keys(OmegaConf.load(record)) if record.is_file() else swept_keys(_root_)
-    return folder_name(list(hydra.overrides.task), keys)
+    keys = swept_keys_of(OmegaConf.load(record) if record.is_file() else _root_)
+    return folder_name(as_written(hydra.overrides.task), keys)
 
 
 def keep_aside(path: Path) -> Path:

@@ -27,7 +27,14 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from reid.errors import ConfigError, DataError
-from reid.reporting.sweeps import RESULTS_FILE, Run, parse_overrides, read_run, write_summary
+from reid.reporting.sweeps import (
+    RESULTS_FILE,
+    Run,
+    as_written,
+    parse_overrides,
+    read_run,
+    write_summary,
+)
 
 CONFIG_DIR = ".hydra"
 RUN_FILES = (RESULTS_FILE, "checkpoints", "tensorboard", "embeddings", CONFIG_DIR)  # what a run writes
@@ -46,14 +53,15 @@ def run_in_folder(task: Callable[[DictConfig], dict[str, float]], cfg: DictConfi
         record_config(folder, cfg)
         return task(cfg)
     try:
-        earlier = earlier_job(folder, parse_overrides(list(hydra.overrides.task)))
+        earlier = earlier_job(folder, parse_overrides(as_written(hydra.overrides.task)))
         if earlier is not None and earlier.status == "completed":
             final, monitor = earlier.results["final"], earlier.results["monitor"]
             print(f"Skipped: '{folder}' holds this job's completed run ({monitor} {final.get(monitor)}).")
             return final
         if earlier is not None:
             cfg.ckpt_path = str(folder / LAST_CHECKPOINT)
-            print(f"Resuming this job's {earlier.status} run from '{cfg.ckpt_path}'.")
+            state = "unfinished" if earlier.status == "missing" else earlier.status  # missing: no results
+            print(f"Resuming this job's {state} run from '{cfg.ckpt_path}'.")
         record_config(folder, cfg)
         return task(cfg)
     finally:
