@@ -1,7 +1,6 @@
 """Sweeps: results.json of each run, the sweep summary (also of an interrupted sweep), TensorBoard HParams,
 and the joblib launcher running jobs in parallel."""
 
-import csv
 import importlib.util
 import json
 import shutil
@@ -21,38 +20,10 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 
 from reid.reporting.sweeps import SUMMARY_FILES
 from reid.tasks.train import train
+from tests.helpers.sweeps import ROOT, multirun, read_csv, read_results
 
-ROOT = Path(__file__).resolve().parents[1]
-TINY = [
-    "trainer.accelerator=cpu",
-    "~callbacks.rich_progress_bar",
-    "+trainer.enable_progress_bar=false",
-    "+trainer.enable_model_summary=false",
-    "trainer.max_epochs=2",
-    "dataset.P=5",
-    "dataset.K=4",
-    "dataset.batches_per_epoch=4",
-    "dataset.knn_reference_size=200",
-]
 FINAL_KEYS = ["val/mAP", "val/precision_at_1", "val/knn_accuracy", "train/loss"]
 RUNS = [f"embed_dim={d},margin={m}" for d in (2, 8) for m in (0.2, 0.5)]  # `sweep`'s folders: swept values
-
-
-def multirun(sweep_dir: Path, *args: str) -> subprocess.CompletedProcess:
-    """`python train.py -m experiment=quickstart ...` on tiny sizes into `sweep_dir`."""
-    command = [sys.executable, str(ROOT / "train.py"), "-m", "experiment=quickstart", *TINY, *args]
-    return subprocess.run(
-        [*command, f"hydra.sweep.dir={sweep_dir}"], cwd=ROOT, capture_output=True, text=True, timeout=600
-    )
-
-
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with path.open() as file:
-        return list(csv.DictReader(file))
-
-
-def read_results(run_dir: Path) -> dict:
-    return json.loads((run_dir / "results.json").read_text())
 
 
 @pytest.fixture(scope="module")
