@@ -1,5 +1,6 @@
 """Train an embedding with a triplet loss: `python train.py [experiment=...] [key=value ...]`."""
 
+
 import hydra
 from omegaconf import DictConfig
 
@@ -13,12 +14,13 @@ def main(cfg: DictConfig) -> float | None:
     # value is a ConfigError, printed by run_cli as one paragraph with exit status 1.
     from reid.tasks.checks import check_train_config
     from reid.tasks.cli import run_cli
+    from reid.tasks.run_folder import run_in_folder
 
     def check_and_train(cfg: DictConfig) -> dict[str, float]:
         check_train_config(cfg)
         from reid.tasks.train import train
 
-        return train(cfg)
+        return run_in_folder(train, cfg)
 
     return run_cli(check_and_train, cfg).get(cfg.optimized_metric)
 

@@ -1,7 +1,6 @@
 """Sweeps: results.json of each run, the sweep summary (also of an interrupted sweep), TensorBoard HParams,
 and the joblib launcher running jobs in parallel."""
 
-import csv
 import importlib.util
 import json
 import shutil
@@ -21,37 +20,10 @@ from tensorboard.plugins.hparams import plugin_data_pb2
 
 from reid.reporting.sweeps import SUMMARY_FILES
 from reid.tasks.train import train
+from tests.helpers.sweeps import ROOT, multirun, read_csv, read_results
 
-ROOT = Path(__file__).resolve().parents[1]
-TINY = [
-    "trainer.accelerator=cpu",
-    "~callbacks.rich_progress_bar",
-    "+trainer.enable_progress_bar=false",
-    "+trainer.enable_model_summary=false",
-    "trainer.max_epochs=2",
-    "dataset.P=5",
-    "dataset.K=4",
-    "dataset.batches_per_epoch=4",
-    "dataset.knn_reference_size=200",
-]
 FINAL_KEYS = ["val/mAP", "val/precision_at_1", "val/knn_accuracy", "train/loss"]
-
-
-def multirun(sweep_dir: Path, *args: str) -> subprocess.CompletedProcess:
-    """`python train.py -m experiment=quickstart ...` on tiny sizes into `sweep_dir`."""
-    command = [sys.executable, str(ROOT / "train.py"), "-m", "experiment=quickstart", *TINY, *args]
-    return subprocess.run(
-        [*command, f"hydra.sweep.dir={sweep_dir}"], cwd=ROOT, capture_output=True, text=True, timeout=600
-    )
-
-
-def read_csv(path: Path) -> list[dict[str, str]]:
-    with path.open() as file:
-        return list(csv.DictReader(file))
-
-
-def read_results(run_dir: Path) -> dict:
-    return json.loads((run_dir / "results.json").read_text())
+RUNS = [f"embed_dim={d},margin={m}" for d in (2, 8) for m in (0.2, 0.5)]  # `sweep`'s folders: swept values
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +36,7 @@ def sweep(tmp_path_factory) -> Path:
 
 
 def test_sweep_writes_results_and_a_summary_that_matches_them(sweep):
-    assert sorted(p.parent.name for p in sweep.glob("*/results.json")) == ["0", "1", "2", "3"]
+    assert sorted(p.parent.name for p in sweep.glob("*/results.json")) == RUNS
     assert all((sweep / name).stat().st_size > 0 for name in SUMMARY_FILES)
 
     rows = read_csv(sweep / "summary.csv")
@@ -101,15 +73,15 @@ def test_sweep_runs_overlay_in_tensorboard_with_hparams(sweep):
     multiplexer = EventMultiplexer()
     multiplexer.AddRunsFromDirectory(str(sweep))
     multiplexer.Reload()
-    assert sorted(multiplexer.Runs()) == [f"{i}/tensorboard" for i in range(4)]
+    assert sorted(multiplexer.Runs()) == [f"{name}/tensorboard" for name in RUNS]
     hparams = multiplexer.PluginRunToTagToContent("hparams")
-    for i in range(4):
-        results = read_results(sweep / str(i))
-        content = hparams[f"{i}/tensorboard"]["_hparams_/session_start_info"]
+    for name in RUNS:
+        results = read_results(sweep / name)
+        content = hparams[f"{name}/tensorboard"]["_hparams_/session_start_info"]
         values = plugin_data_pb2.HParamsPluginData.FromString(content).session_start_info.hparams
         assert values["margin"].number_value == pytest.approx(results["overrides"]["margin"])
         assert values["embed_dim"].number_value == results["overrides"]["embed_dim"]
-        run = multiplexer.GetAccumulator(f"{i}/tensorboard")
+        run = multiplexer.GetAccumulator(f"{name}/tensorboard")
         assert run.Scalars("hp/mAP")[-1].value == pytest.approx(results["final"]["val/mAP"])
         assert run.Scalars("hp/best_mAP")[-1].value == pytest.approx(results["best"]["val/mAP"])
 
@@ -120,11 +92,11 @@ def test_interrupted_sweep_still_summarizes(sweep, tmp_path):
     shutil.copytree(sweep, copy, ignore=shutil.ignore_patterns("checkpoints", "tensorboard", "embeddings"))
     for name in SUMMARY_FILES:
         (copy / name).unlink()
-    (copy / "1" / "results.json").unlink()
-    interrupted = read_results(copy / "2") | {"status": "interrupted"}
-    (copy / "2" / "results.json").write_text(json.dumps(interrupted))
-    never_started = read_results(copy / "3")["overrides"]
-    shutil.rmtree(copy / "3")
+    (copy / RUNS[1] / "results.json").unlink()
+    interrupted = read_results(copy / RUNS[2]) | {"status": "interrupted"}
+    (copy / RUNS[2] / "results.json").write_text(json.dumps(interrupted))
+    never_started = read_results(copy / RUNS[3])["overrides"]
+    shutil.rmtree(copy / RUNS[3])
 
     result = subprocess.run(
         [sys.executable, str(ROOT / "scripts" / "summarize.py"), str(copy)],
@@ -136,12 +108,12 @@ def test_interrupted_sweep_still_summarizes(sweep, tmp_path):
     assert "1 of 4 runs completed" in result.stdout
     rows = read_csv(copy / "summary.csv")
     assert [(row["run"], row["status"]) for row in rows] == [
-        ("0", "completed"),
-        ("1", "missing"),
-        ("2", "interrupted"),
+        (RUNS[0], "completed"),
+        (RUNS[1], "missing"),
+        (RUNS[2], "interrupted"),
         ("", "not started"),
     ]
-    assert float(rows[0]["best val/mAP"]) == read_results(copy / "0")["best"]["val/mAP"]
+    assert float(rows[0]["best val/mAP"]) == read_results(copy / RUNS[0])["best"]["val/mAP"]
     assert all(row["best val/mAP"] == "" and row["final val/mAP"] == "" for row in rows[1:])
     assert (float(rows[3]["margin"]), int(rows[3]["embed_dim"])) == (
         never_started["margin"],
@@ -161,7 +133,7 @@ def test_summarize_refuses_a_folder_without_runs(tmp_path):
     assert "holds no runs" in result.stderr and "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("run", ["0", "1", "2", "3"])
+@pytest.mark.parametrize("run", RUNS)
 def test_results_json_agrees_with_tensorboard_and_checkpoints(sweep, run):
     run_dir = sweep / run
     results = read_results(run_dir)
@@ -235,7 +207,7 @@ def test_joblib_launcher_runs_two_jobs_at_once(tmp_path):
         "+callbacks.meeting_point.parties=2",
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    runs = [read_results(tmp_path / "sweep" / name) for name in ("0", "1")]
+    runs = [read_results(tmp_path / "sweep" / name) for name in ("margin=0.2", "margin=0.5")]
     assert runs[0]["pid"] != runs[1]["pid"]
     assert sorted(p.name for p in (tmp_path / "meeting").iterdir()) == sorted(str(run["pid"]) for run in runs)
     starts = [datetime.fromisoformat(run["started_at"]) for run in runs]

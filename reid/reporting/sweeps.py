@@ -73,17 +73,25 @@ def read_run(run_dir: Path, sweep_dir: Path) -> Run:
 
 
 def planned_overrides(sweep_dir: Path) -> list[dict[str, Any]]:
-    """Every job of the basic sweeper's grid, from `<sweep>/multirun.yaml`; [] for other sweepers (Optuna
-    picks its trials as it goes) or when the file is absent."""
-    path = sweep_dir / "multirun.yaml"
-    if not path.is_file():
-        return []
-    hydra_cfg = OmegaConf.load(path).hydra
-    if hydra_cfg.sweeper.get("_target_") != BASIC_SWEEPER:
-        return []
-    params = hydra_cfg.sweeper.get("params") or {}
-    arguments = [f"{key}={value}" for key, value in params.items()] + list(hydra_cfg.overrides.task)
-    return [parse_overrides(list(job)) for job in sweep_grid(arguments)]
+    """Every job of the basic sweeper's grid, from `<sweep>/multirun.yaml` and the earlier grids of a sweep
+    continued in the same folder (`multirun.1.yaml`, ...), each job once; [] for other sweepers (Optuna
+    picks its trials as it goes) or when there is no such file."""
+    planned: list[dict[str, Any]] = []
+    for path in sorted(sweep_dir.glob("multirun*.yaml"), key=lambda path: natural_key(path.name)):
+        hydra_cfg = OmegaConf.load(path).hydra
+        if hydra_cfg.sweeper.get("_target_") != BASIC_SWEEPER:
+            continue
+        params = as_written(hydra_cfg.sweeper.get("params") or {})
+        arguments = [f"{key}={value}" for key, value in params.items()] + as_written(hydra_cfg.overrides.task)
+        jobs = [parse_overrides(list(job)) for job in sweep_grid(arguments)]
+        planned += [job for job in jobs if job not in planned]
+    return planned
+
+
+def as_written(node: Any) -> Any:
+    """A config node as plain Python, its `${...}` left as written: overrides such as `key=${margin}` are
+    stored in a config file that would resolve them against itself."""
+    return OmegaConf.to_container(node, resolve=False) if OmegaConf.is_config(node) else node
 
 
 def sweep_grid(arguments: list[str]) -> list[tuple[str, ...]]:

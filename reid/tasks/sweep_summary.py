@@ -1,22 +1,26 @@
-"""The Hydra callback that keeps a sweep folder's summary files (`reid.reporting.sweeps`) up to date."""
+"""The Hydra callback of sweeps: records the sweep's config as it starts and writes its summary at the end.
+
+Jobs refresh the summary themselves as they end (`reid.tasks.run_folder`), also when Ctrl-C or SIGTERM
+stops them, when Hydra's `on_job_end` does not run. Loading this callback also registers the resolver that
+names job folders (`reid.tasks.job_folders`), in every process that runs a job.
+"""
 
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from reid.reporting.sweeps import write_summary
+from reid.tasks.job_folders import record_sweep
 
 
 class SweepSummary(Callback):
-    """Hydra callback: writes the sweep summary when a multirun ends, and refreshes it after every job, so a
-    sweep that stops early (Hydra ends a sweep with an error when one of its jobs failed) still has one."""
+    """Hydra callback: writes `<sweep>/multirun.yaml` when a multirun starts (`record_sweep`: what names
+    the job folders, kept when a sweep is continued with other values) and the summary when it ends."""
 
-    def on_job_end(self, config: DictConfig, **kwargs: Any) -> None:
-        if config.hydra.mode == RunMode.MULTIRUN:
-            write_summary(Path(config.hydra.sweep.dir))
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        record_sweep(config)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         write_summary(Path(config.hydra.sweep.dir))

@@ -14,6 +14,7 @@ from typing import Any
 import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
 from pytorch_lightning.loggers import TensorBoardLogger
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from reid.errors import ConfigError
 from reid.reporting.sweeps import RESULTS_FILE, parse_overrides
@@ -92,7 +93,7 @@ class ResultsWriter(pl.Callback):
     def on_exception(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
     ) -> None:
-        status = "interrupted" if isinstance(exception, KeyboardInterrupt) else "failed"
+        status = "interrupted" if isinstance(exception, KeyboardInterrupt | SIGTERMException) else "failed"
         self._finish(trainer, status, error=f"{type(exception).__name__}: {exception}")
 
     def _finish(self, trainer: pl.Trainer, status: str, error: str | None = None) -> None:
