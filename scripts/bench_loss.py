@@ -1,20 +1,30 @@
-"""Benchmark the batch-hard triplet loss against pytorch-metric-learning on the CPU.
+"""Benchmark the batch-hard triplet loss against pytorch-metric-learning on the CPU, alone and in a step.
 
-Times forward + backward of `reid.losses.BatchHardTripletLoss` (the module used in training, statistics
+Loss rows: forward + backward of each of our implementations (the module used in training, statistics
 included) beside pytorch-metric-learning's `BatchHardMiner` + `TripletMarginLoss(reducer=MeanReducer())`,
 once with the same (unnormalised) Euclidean distance as ours and once with PML's default distance, which
 L2-normalises the embeddings first, and beside a floor: the (B, B) matmul without a graph plus one backward
-call, which any eager PyTorch implementation of the loss pays. The candidates run interleaved, in a
-rotating order, and each cell is the median over the repetitions. Then it measures the peak extra memory
-of ours at B=8192 in a fresh process.
+call, which any eager PyTorch implementation of the loss pays.
 
-    python scripts/bench_loss.py [--repeats 9] [--threads 2]
+Step rows: one training step (forward + loss + backward + Adam step) of the MNIST convnet (B=120, 10
+classes x 12, 28x28 grey) and of LuNet (B=128, 32 x 4, 3x128x64) with each implementation, with PML's loss,
+and with the floor `embeddings.sum()` in place of a loss; each candidate trains its own copy of the model.
 
-On a CPU shared with other jobs, several threads can stall at every parallel region waiting for a descheduled
-thread, which swamps the numbers; `--threads 1` then gives the stable comparison.
+The candidates run interleaved: each round times every candidate once, in an order that rotates from round
+to round. A time is the median over the rounds; a ratio is the median over the rounds of the two
+candidates' ratio within a round, so that a burst of load from other jobs cancels out of it. Then it
+measures the peak extra memory of each implementation at B=8192 in a fresh process.
+
+    python scripts/bench_loss.py [--repeats 9] [--threads 2] [--step-repeats 7]
+                                 [--lunet-repeats 3] [--lunet-batch 128]
+
+LuNet's step takes tens of seconds on a small CPU: `--lunet-repeats 0` skips it, `--lunet-batch 32`
+shrinks it (P x 4). On a CPU shared with other jobs, several threads can stall at every parallel region
+waiting for a descheduled thread, which swamps the numbers; `--threads 1` then gives the stable comparison.
 """
 
 import argparse
+import copy
 import statistics
 import subprocess
 import sys
@@ -26,17 +36,28 @@ from pytorch_metric_learning.losses import TripletMarginLoss
 from pytorch_metric_learning.miners import BatchHardMiner
 from pytorch_metric_learning.reducers import MeanReducer
 
-from reid.losses import BatchHardTripletLoss
+from reid.losses import BatchHardTripletLoss, _batch_hard_fast
+from reid.models import ConvNet, LuNet
 
 SHAPES = [(120, 2), (128, 128), (512, 128), (2048, 128), (2048, 256)]
 MARGIN = 0.2
-K = 4  # images per identity: a batch is B / K identities x K
+K = 4  # images per identity in the loss rows: a batch is B / K identities x K
+
+# Our implementations: name -> (loss module or function of (embeddings, labels), the module path of its
+# `batch_hard_triplet_loss` for the memory measurement)
+IMPLEMENTATIONS = {
+    "ours": (BatchHardTripletLoss(MARGIN), "reid.losses"),
+    "fast": (
+        lambda e, y: _batch_hard_fast.batch_hard_triplet_loss(e, y, MARGIN, return_stats=True),
+        "reid.losses._batch_hard_fast",
+    ),
+}
 
 # A fresh interpreter: writing 5 to /proc/self/clear_refs resets its peak resident set size (VmHWM) to the
 # current one (Linux), so the peak is measured from just before the loss runs.
 MEMORY_CHILD = """
-import sys, torch
-from reid.losses import batch_hard_triplet_loss
+import importlib, sys, torch
+batch_hard_triplet_loss = importlib.import_module(sys.argv[5]).batch_hard_triplet_loss
 B, D, K = (int(a) for a in sys.argv[1:4])
 torch.set_num_threads(int(sys.argv[4]))
 def kib(key):
@@ -69,8 +90,28 @@ def floor(embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return embeddings.sum()
 
 
-def time_candidates(candidates: dict, B: int, D: int, repeats: int) -> dict[str, float]:
-    """Median microseconds per forward + backward of each `loss_fn(embeddings, labels)`, interleaved."""
+def interleaved(steps: dict, repeats: int, calls: dict[str, int]) -> dict[str, list[float]]:
+    """Seconds per call of each `steps[name]()`, one sample per round: each round times every candidate
+    for a block of `calls[name]` calls, in an order that rotates from round to round."""
+    samples = {name: [] for name in steps}
+    names = list(steps)
+    for rep in range(repeats):
+        for name in names[rep % len(names) :] + names[: rep % len(names)]:
+            start = time.perf_counter()
+            for _ in range(calls[name]):
+                steps[name]()
+            samples[name].append((time.perf_counter() - start) / calls[name])
+    return samples
+
+
+def median_ratio(samples: dict[str, list[float]], name: str, peer: str) -> float:
+    """Median over the rounds of name's time over peer's time in the same round: a load burst that slows
+    one round cancels out of that round's ratio."""
+    return statistics.median(a / b for a, b in zip(samples[name], samples[peer], strict=True))
+
+
+def time_losses(candidates: dict, B: int, D: int, repeats: int) -> dict[str, list[float]]:
+    """Samples of the seconds per forward + backward of each `loss_fn(embeddings, labels)`."""
     generator = torch.Generator().manual_seed(B * 1000 + D)
     embeddings = torch.randn(B, D, generator=generator, requires_grad=True)
     labels = torch.arange(B // K).repeat_interleave(K)
@@ -80,63 +121,126 @@ def time_candidates(candidates: dict, B: int, D: int, repeats: int) -> dict[str,
         loss = loss_fn(embeddings, labels)
         (loss[0] if isinstance(loss, tuple) else loss).backward()
 
+    steps = {name: (lambda fn=loss_fn: step(fn)) for name, loss_fn in candidates.items()}
     calls = {}
-    for name, loss_fn in candidates.items():  # warm up, and size each timed block to about 20 ms
+    for name, run in steps.items():  # warm up, and size each timed block to about 20 ms
         start = time.perf_counter()
-        step(loss_fn)
-        step(loss_fn)
+        run()
+        run()
         calls[name] = max(1, int(0.02 / ((time.perf_counter() - start) / 2)))
-    samples = {name: [] for name in candidates}
-    names = list(candidates)
-    for rep in range(repeats):
-        for name in names[rep % len(names) :] + names[: rep % len(names)]:
-            start = time.perf_counter()
-            for _ in range(calls[name]):
-                step(candidates[name])
-            samples[name].append((time.perf_counter() - start) / calls[name] * 1e6)
-    return {name: statistics.median(times) for name, times in samples.items()}
+    return interleaved(steps, repeats, calls)
 
 
-def peak_memory(B: int, D: int, threads: int) -> float:
-    """Peak extra resident memory of one forward + backward of ours, in units of B^2 float32 values."""
-    args = [sys.executable, "-c", MEMORY_CHILD, str(B), str(D), str(K), str(threads)]
+def time_training_steps(model, images, labels, candidates: dict, repeats: int) -> dict[str, list[float]]:
+    """Samples of the seconds per training step (forward, loss, backward, Adam step) with each loss; each
+    candidate trains its own copy of `model` from the same weights."""
+
+    def make_step(loss_fn):
+        own = copy.deepcopy(model).train()
+        optimizer = torch.optim.Adam(own.parameters(), lr=1e-4)
+
+        def step():
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(own(images), labels)
+            (loss[0] if isinstance(loss, tuple) else loss).backward()
+            optimizer.step()
+
+        return step
+
+    steps = {name: make_step(loss_fn) for name, loss_fn in candidates.items()}
+    for run in steps.values():  # warm up: first calls allocate and pick kernels
+        run()
+    return interleaved(steps, repeats, dict.fromkeys(steps, 1))
+
+
+def table_row(first: list[str], times: list[float], ratios: list[float], width: int = 9) -> str:
+    """One line: the leading cells, the times (as integers when large) and the ratios, right-aligned."""
+    cells = [f"{t:>{width}.0f}" if t >= 100 else f"{t:>{width}.1f}" for t in times]
+    return " ".join([*first, *cells, *(f"{r:>{width + 4}.3f}" for r in ratios)])
+
+
+def peak_memory(B: int, D: int, threads: int, module: str) -> float:
+    """Peak extra resident memory of one forward + backward, in units of B^2 float32 values."""
+    args = [sys.executable, "-c", MEMORY_CHILD, str(B), str(D), str(K), str(threads), module]
     return float(subprocess.run(args, check=True, capture_output=True, text=True).stdout)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=9, help="interleaved timed blocks per candidate")
+    parser.add_argument("--repeats", type=int, default=9, help="interleaved rounds of the loss rows")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
+    parser.add_argument("--step-repeats", type=int, default=7, help="interleaved rounds of convnet steps")
+    parser.add_argument("--lunet-repeats", type=int, default=3, help="rounds of LuNet steps; 0 skips them")
+    parser.add_argument("--lunet-batch", type=int, default=128, help="LuNet batch size (P x 4)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    ours = {name: loss for name, (loss, _) in IMPLEMENTATIONS.items()}
 
-    candidates = {
-        "ours": BatchHardTripletLoss(MARGIN),
-        "pml": pml_loss(False),
-        "pml-norm": pml_loss(True),
-        "floor": floor,
-    }
+    candidates = {**ours, "pml": pml_loss(False), "pml-norm": pml_loss(True), "floor": floor}
+    pairs = [(name, peer) for peer in ("pml", "pml-norm") for name in ours] + [("floor", "pml")]
     print(
-        f"torch {torch.__version__}, {args.threads} threads, {args.repeats} repeats, P x {K} batches, "
-        f"margin {MARGIN}; microseconds per forward + backward (median)"
+        f"torch {torch.__version__}, {args.threads} threads, {args.repeats} rounds, P x {K} batches, "
+        f"margin {MARGIN}; microseconds per forward + backward (median over the rounds), and the median "
+        "over the rounds of the ratio of two candidates' times in the same round"
     )
     print("pml: BatchHardMiner + TripletMarginLoss(reducer=MeanReducer()), unnormalised LpDistance (= ours)")
     print("pml-norm: the same with PML's default LpDistance, which L2-normalises the embeddings")
     print("floor: the (B, B) matmul without a graph + one backward call, the least an eager loss pays\n")
     print(
-        f"{'B':>5} {'D':>4} {'ours':>9} {'pml':>9} {'pml-norm':>9} {'floor':>9} "
-        f"{'ours/pml':>9} {'ours/pml-norm':>14} {'floor/pml':>10}"
+        " ".join(
+            [
+                f"{'B':>5} {'D':>4}",
+                *(f"{c:>9}" for c in candidates),
+                *(f"{a}/{b}".rjust(13) for a, b in pairs),
+            ]
+        )
     )
     for B, D in SHAPES:
-        t = time_candidates(candidates, B, D, args.repeats)
+        samples = time_losses(candidates, B, D, args.repeats)
+        times = [statistics.median(samples[c]) * 1e6 for c in candidates]
         print(
-            f"{B:>5} {D:>4} {t['ours']:>9.0f} {t['pml']:>9.0f} {t['pml-norm']:>9.0f} {t['floor']:>9.0f} "
-            f"{t['ours'] / t['pml']:>9.3f} {t['ours'] / t['pml-norm']:>14.3f} {t['floor'] / t['pml']:>10.3f}",
-            flush=True,
+            table_row([f"{B:>5} {D:>4}"], times, [median_ratio(samples, a, b) for a, b in pairs]), flush=True
         )
 
+    models = [
+        (
+            "convnet",
+            ConvNet(embed_dim=2, in_channels=1, input_size=28),
+            (1, 28, 28),
+            10,
+            12,
+            args.step_repeats,
+        )
+    ]
+    if args.lunet_repeats > 0:
+        lunet = LuNet(embed_dim=128, in_channels=3)
+        models.append(("lunet", lunet, (3, 128, 64), args.lunet_batch // 4, 4, args.lunet_repeats))
+    candidates = {**ours, "pml": pml_loss(False), "floor": lambda embeddings, labels: embeddings.sum()}
+    pairs = [(name, "pml") for name in [*ours, "floor"]]
+    print("\nmilliseconds per training step: forward + loss + backward + Adam step (median over the rounds)")
+    print("pml: PML's loss as above; floor: the same step with embeddings.sum() as the loss\n")
+    print(
+        " ".join(
+            [
+                f"{'model':>8} {'B':>4} {'rounds':>6}",
+                *(f"{c:>9}" for c in candidates),
+                *(f"{a}/{b}".rjust(13) for a, b in pairs),
+            ]
+        )
+    )
+    for name, model, shape, P, k, repeats in models:
+        torch.manual_seed(0)
+        images = torch.randn(P * k, *shape)
+        labels = torch.arange(P).repeat_interleave(k)
+        samples = time_training_steps(model, images, labels, candidates, repeats)
+        times = [statistics.median(samples[c]) * 1e3 for c in candidates]
+        ratios = [median_ratio(samples, a, b) for a, b in pairs]
+        print(table_row([f"{name:>8} {P * k:>4} {repeats:>6}"], times, ratios), flush=True)
+
     B, D = 8192, 128
-    print(f"\npeak extra memory of ours at B={B}, D={D}: {peak_memory(B, D, args.threads):.2f} x B^2 float32")
+    print(f"\npeak extra memory of one forward + backward at B={B}, D={D}, in B^2 float32 values:")
+    for name, (_, module) in IMPLEMENTATIONS.items():
+        print(f"  {name}: {peak_memory(B, D, args.threads, module):.2f}")
     print("(a fresh process allocates the inputs and warms up, resets its peak resident set size through")
     print(" /proc/self/clear_refs, runs one forward + backward and reports VmHWM - VmRSS before; each (B, B)")
     print(" buffer is 256 MiB, which glibc maps on allocation and unmaps on release, so the resident size")

@@ -10,12 +10,12 @@ from pytorch_metric_learning.losses import TripletMarginLoss
 from pytorch_metric_learning.miners import BatchHardMiner
 from pytorch_metric_learning.reducers import MeanReducer
 
-import reid.losses.triplet
 from reid.losses import (
     BatchAllTripletLoss,
     BatchHardTripletLoss,
     SoftMarginTripletLoss,
     TripletStats,
+    _batch_hard_fast,
     batch_all_triplet_loss,
     batch_hard_soft_margin_loss,
     batch_hard_triplet_loss,
@@ -34,15 +34,6 @@ LOSSES = {
     "soft": lambda e, y: batch_hard_soft_margin_loss(e, y, return_stats=True),
     "all": lambda e, y: batch_all_triplet_loss(e, y, MARGIN, return_stats=True),
 }
-
-
-@pytest.fixture(autouse=True, params=["label_mask", "label_groups"])
-def mining(request, monkeypatch):
-    """Every test runs with both mining strategies: small batches use the label mask unless the size
-    threshold is set to 0."""
-    if request.param == "label_groups":
-        monkeypatch.setattr(reid.losses.triplet, "MASK_MINING_MAX_BATCH", 0)
-    return request.param
 
 
 def random_batch(labels: list[int], dim: int, seed: int, dtype=torch.float64) -> tuple[torch.Tensor, ...]:
@@ -225,22 +216,27 @@ def test_labels_are_compared_exactly(kind):
     assert_stats_close(stats, expected_stats)
 
 
-@pytest.mark.parametrize("kind", ["hard", "soft"])
-def test_backward_scales_by_the_upstream_gradient_and_has_no_second_order(kind):
-    # the batch-hard node computes its gradient in forward; backward multiplies it by the upstream gradient
+@pytest.mark.parametrize("kind", LOSSES)
+def test_backward_scales_by_the_upstream_gradient(kind):
     embeddings, labels = random_batch(LABELS["uneven"], dim=3, seed=5)
     _, grad, _ = value_and_grad(LOSSES[kind], embeddings, labels)
     loss, _ = LOSSES[kind](embeddings, labels)
     (scaled,) = torch.autograd.grad(loss, embeddings, grad_outputs=torch.tensor(-2.5, dtype=torch.float64))
     torch.testing.assert_close(scaled, -2.5 * grad)
-    # create_graph=True gives the same gradient, but without a graph: differentiating it again is an error,
-    # never a silent zero
-    loss, _ = LOSSES[kind](embeddings, labels)
-    (first,) = torch.autograd.grad(loss, embeddings, create_graph=True)
-    torch.testing.assert_close(first, grad)
-    assert not first.requires_grad
-    with pytest.raises(RuntimeError, match="does not require grad"):
-        first.sum().backward()
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize(("kind", "pml_loss"), [("hard", pml_batch_hard), ("all", pml_batch_all)])
+def test_larger_pk_batch_matches_pytorch_metric_learning(kind, pml_loss, seed):
+    # 40 identities x 6 in a shuffled order, float32 as in training
+    order = torch.randperm(240, generator=torch.Generator().manual_seed(seed))
+    embeddings, labels = random_batch(
+        torch.arange(40).repeat_interleave(6)[order].tolist(), 32, seed, torch.float32
+    )
+    loss, grad, _ = value_and_grad(LOSSES[kind], embeddings, labels)
+    expected_loss, expected_grad, _ = value_and_grad(pml_loss, embeddings, labels)
+    torch.testing.assert_close(loss, expected_loss)
+    torch.testing.assert_close(grad, expected_grad)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -274,3 +270,46 @@ def test_modules_wrap_the_functions(module, kind):
     expected_loss, expected_stats = LOSSES[kind](embeddings, labels)
     torch.testing.assert_close(loss, expected_loss)
     assert_stats_close(stats, expected_stats)
+
+
+FAST = {
+    "hard": lambda e, y: _batch_hard_fast.batch_hard_triplet_loss(e, y, MARGIN, return_stats=True),
+    "soft": lambda e, y: _batch_hard_fast.batch_hard_soft_margin_loss(e, y, return_stats=True),
+}
+
+
+@pytest.fixture(params=["label_mask", "label_groups"])
+def fast_mining(request, monkeypatch):
+    """The fast path's two mining strategies: small batches use the label mask unless the size threshold is
+    set to 0."""
+    if request.param == "label_groups":
+        monkeypatch.setattr(_batch_hard_fast, "MASK_MINING_MAX_BATCH", 0)
+
+
+@pytest.mark.usefixtures("fast_mining")
+@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize(
+    "labels",
+    [*LABELS.values(), [7] * 6, [0, 1, 2, 3], (torch.arange(40).repeat_interleave(6) + 2**40).tolist()],
+    ids=[*LABELS, "single_class", "no_positives", "large_pk"],
+)
+@pytest.mark.parametrize("kind", FAST)
+def test_fast_path_matches_the_reference(kind, labels, seed):
+    embeddings, labels = random_batch(labels, dim=6, seed=seed)
+    loss, grad, stats = value_and_grad(FAST[kind], embeddings, labels)
+    expected_loss, expected_grad, expected_stats = value_and_grad(LOSSES[kind], embeddings, labels)
+    torch.testing.assert_close(loss, expected_loss)
+    torch.testing.assert_close(grad, expected_grad)
+    assert_stats_close(stats, expected_stats)
+
+
+@pytest.mark.usefixtures("fast_mining")
+@pytest.mark.parametrize("kind", FAST)
+def test_fast_path_has_no_second_order(kind):
+    # the node computes its gradient in forward: differentiating it again is an error, never a silent zero
+    embeddings, labels = random_batch(LABELS["uneven"], dim=3, seed=5)
+    loss, _ = FAST[kind](embeddings, labels)
+    (first,) = torch.autograd.grad(loss, embeddings, create_graph=True)
+    assert not first.requires_grad
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        first.sum().backward()
