@@ -64,7 +64,7 @@ class FillingFile:
 class FillingDisk:
     """`os.fdopen` as `reid.files` calls it, on a disk that fills during the next `shots` writes."""
 
-    def __init__(self, shots: int = 1 << 30, room: int = 1000):
+    def __init__(self, shots: int = 1 << 30, room: int = 100):
         self.shots, self.room = shots, room
         self.fdopen = os.fdopen
 
