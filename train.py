@@ -1,6 +1,5 @@
 """Train an embedding with a triplet loss: `python train.py [experiment=...] [key=value ...]`."""
 
-
 import hydra
 from omegaconf import DictConfig
 

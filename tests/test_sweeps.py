@@ -18,6 +18,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
 from tensorboard.plugins.hparams import plugin_data_pb2
 
+from reid.errors import Interrupted
 from reid.reporting.sweeps import SUMMARY_FILES
 from reid.tasks.train import train
 from tests.helpers.sweeps import ROOT, multirun, read_csv, read_results
@@ -178,7 +179,7 @@ def test_interrupted_run_writes_its_results_with_status(digits_cfg, tmp_path):
     interrupt = ["+callbacks.interrupt._target_=test_sweeps.InterruptAt", "+callbacks.interrupt.step=3"]
     handler = signal.getsignal(signal.SIGINT)
     try:
-        with pytest.raises(SystemExit):  # Lightning's graceful shutdown after Ctrl-C
+        with pytest.raises(Interrupted):  # Ctrl-C: Lightning stops, train() says so (exit status 130)
             train(
                 digits_cfg("run", "dataset.batches_per_epoch=2", "dataset.knn_reference_size=200", *interrupt)
             )

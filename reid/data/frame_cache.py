@@ -10,7 +10,9 @@ A cache for one frame size is the folder `<cache_dir>/frames_<H>x<W>/` holding
 
 The fingerprint hashes the relative path, size and modification time of every frame file, so a cache is
 rebuilt exactly when a frame was added, removed or rewritten, and a stale cache is never read. A build writes
-into a temporary folder and renames it into place, so an interrupted build leaves no cache that looks valid.
+into a temporary folder (its small files atomically, `reid.files`) and renames it into place, so an
+interrupted build leaves no cache that looks valid; a failed one removes its temporary folder. A disk without
+room for the frames stops the build before it starts.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from reid.data.jpeg import decode_frame
-from reid.errors import DataError
+from reid.errors import DataError, FileWriteError
+from reid.files import atomic_file, write_text
 
 FORMAT_VERSION = 2
 IMAGE_FOLDERS = ("bbox_train", "bbox_test")
@@ -171,9 +174,37 @@ def build_cache(
     if meta is not None and meta.get("fingerprint") == stamp and not force:
         return folder, False, meta
     folder.parent.mkdir(parents=True, exist_ok=True)
+    size = len(frames) * height * width * 3
+    free = shutil.disk_usage(folder.parent).free
+    if size > free:
+        raise FileWriteError(
+            f"The {height}x{width} frame cache needs {size / 1e9:.1f} GB but the disk of '{folder.parent}' "
+            f"has {free / 1e9:.1f} GB free; nothing was written. Free space, or build it on another disk "
+            "with --cache-dir (dataset.cache_dir when training)."
+        )
     staging = folder.with_name(f"{folder.name}.building-{os.getpid()}")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
+    try:
+        meta = _build(root, staging, frames, stamp, height, width, workers, skip_bad_frames)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    _swap_in(staging, folder)
+    return folder, True, meta
+
+
+def _build(
+    root: Path,
+    staging: Path,
+    frames: list[tuple[str, int, int]],
+    stamp: str,
+    height: int,
+    width: int,
+    workers: int,
+    skip_bad_frames: bool,
+) -> dict:
+    """Writes the cache's files into the folder `staging`; returns its meta."""
     paths = np.array([path for path, _, _ in frames], dtype=str)
     data_file = staging / "frames.u8"
     with open(data_file, "wb") as file:
@@ -191,14 +222,11 @@ def build_cache(
         for start in range(0, len(frames), CHUNK)
     ]
     bad = np.zeros(len(frames), dtype=bool)
-    try:
-        for rows in _run(tasks, workers):
-            bad[rows] = True
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    np.save(staging / "paths.npy", paths)
-    np.save(staging / "bad.npy", bad)
+    for rows in _run(tasks, workers):
+        bad[rows] = True
+    for name, array in (("paths.npy", paths), ("bad.npy", bad)):
+        with atomic_file(staging / name) as file:
+            np.save(file, array)
     meta = {
         "version": FORMAT_VERSION,
         "height": height,
@@ -207,9 +235,8 @@ def build_cache(
         "bad": int(bad.sum()),
         "fingerprint": stamp,
     }
-    (staging / "meta.json").write_text(json.dumps(meta, indent=2))
-    _swap_in(staging, folder)
-    return folder, True, meta
+    write_text(staging / "meta.json", json.dumps(meta, indent=2))
+    return meta
 
 
 def _run(tasks: list[tuple], workers: int) -> Iterator[list[int]]:

@@ -15,6 +15,7 @@ from PIL import Image, ImageDraw
 
 from reid.data.images import evenly_spaced
 from reid.data.mars import Tracklet
+from reid.files import atomic_file
 
 TILE = (64, 128)  # width, height of a shown frame
 BORDER = 4
@@ -75,11 +76,11 @@ def save_ranked_lists(
         distmat: (Q, G) distances between the query and gallery tracklets, in the order of the lists.
         g_junk: (G,) bool, gallery tracklets the protocol skips for every query.
     """
-    out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for q in evenly_spaced(len(query), n_show).tolist():
         shown = ranked_gallery(distmat[q], query[q], gallery, g_junk, top_k)
         path = out_dir / f"query_{q:04d}_pid{query[q].pid:04d}.png"
-        ranked_list_image(query[q], [gallery[g] for g in shown]).save(path)
+        with atomic_file(path) as file:
+            ranked_list_image(query[q], [gallery[g] for g in shown]).save(file, format="PNG")
         paths.append(path)
     return paths

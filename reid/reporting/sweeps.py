@@ -11,7 +11,6 @@ import csv
 import io
 import itertools
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from matplotlib.figure import Figure
 from omegaconf import OmegaConf
 
 from reid.errors import DataError
+from reid.files import atomic_file, write_text
 
 RESULTS_FILE = "results.json"  # in each run folder, written by reid.training.results.ResultsWriter
 BASIC_SWEEPER = "hydra._internal.core_plugins.basic_sweeper.BasicSweeper"  # its `_target_` in multirun.yaml
@@ -259,8 +259,8 @@ def write_summary(sweep_dir: Path) -> list[Path]:
 
     Raises `DataError` when the folder holds no runs.
 
-    Each file is written under a name of this process's own and renamed, so parallel jobs refreshing the
-    summary (and readers) never see half a file.
+    Each file is written atomically (`reid.files`), so parallel jobs refreshing the summary (and readers)
+    never see half a file.
     """
     runs = collect_runs(sweep_dir)
     if not runs:
@@ -270,10 +270,8 @@ def write_summary(sweep_dir: Path) -> list[Path]:
         )
     columns, rows = summary_table(runs)
     paths = [sweep_dir / name for name in SUMMARY_FILES]
-    partial = [path.with_name(f".{path.stem}.{os.getpid()}{path.suffix}") for path in paths]
-    partial[0].write_text(to_csv(columns, rows))
-    partial[1].write_text(to_markdown(columns, rows, runs, sweep_dir))
-    plot_summary(runs).savefig(partial[2], dpi=100)
-    for source, target in zip(partial, paths, strict=True):
-        source.replace(target)
+    write_text(paths[0], to_csv(columns, rows))
+    write_text(paths[1], to_markdown(columns, rows, runs, sweep_dir))
+    with atomic_file(paths[2]) as file:
+        plot_summary(runs).savefig(file, format="png", dpi=100)
     return paths

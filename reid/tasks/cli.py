@@ -10,7 +10,8 @@ from reid.errors import ReidError
 
 
 def run_cli(task: Callable[[DictConfig], dict[str, float]], cfg: DictConfig) -> dict[str, float]:
-    """Run `task`; a `ReidError` (bad input) is printed as one paragraph and exits with status 1.
+    """Run `task`; a `ReidError` (bad input, a full disk, a signal) is printed as one paragraph and exits
+    with its `exit_status` (1, or 128 + the signal's number).
 
     Figures are only written to files here, so matplotlib gets its file backend (no display needed).
     """
@@ -19,4 +20,4 @@ def run_cli(task: Callable[[DictConfig], dict[str, float]], cfg: DictConfig) -> 
         return task(cfg)
     except ReidError as error:
         print(f"\nError: {error}", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(error.exit_status)

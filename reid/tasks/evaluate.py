@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader
 
 from reid.data.mars import to_unit_float
 from reid.errors import ConfigError
+from reid.files import atomic_file, write_text
 from reid.reporting.ranked_lists import save_ranked_lists
 from reid.retrieval.distances import euclidean_distances
 from reid.retrieval.evaluators import Tracklets, ValidationSet
@@ -66,8 +67,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         g_g = euclidean_distances(gallery.features, gallery.features).numpy()
         reranked = re_ranking(distmat, q_q, g_g, **cfg.reranking)
         result["reranked"] = summary(evaluator.rank(query, gallery, reranked))
-    output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+    write_text(output_dir / "metrics.json", json.dumps(result, indent=2) + "\n")
     save_features(output_dir / "features.npz", query, gallery)
     save_ranked_lists(
         output_dir / "rankings",
@@ -118,15 +118,16 @@ def embed_frames(backbone: nn.Module, loader: DataLoader, device: torch.device, 
 
 def save_features(path: Path, query: Tracklets, gallery: Tracklets) -> None:
     """Tracklet features (Q, D) and (G, D), pids and camids as `q_features`, `q_pids`, ..., `g_camids`."""
-    np.savez(
-        path,
-        q_features=query.features.numpy(),
-        q_pids=query.pids.numpy(),
-        q_camids=query.camids.numpy(),
-        g_features=gallery.features.numpy(),
-        g_pids=gallery.pids.numpy(),
-        g_camids=gallery.camids.numpy(),
-    )
+    with atomic_file(path) as file:
+        np.savez(
+            file,
+            q_features=query.features.numpy(),
+            q_pids=query.pids.numpy(),
+            q_camids=query.camids.numpy(),
+            g_features=gallery.features.numpy(),
+            g_pids=gallery.pids.numpy(),
+            g_camids=gallery.camids.numpy(),
+        )
 
 
 def summary(metrics: dict[str, float]) -> dict[str, float | int]:

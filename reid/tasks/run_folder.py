@@ -17,7 +17,7 @@ them itself (`hydra.output_subdir: null`): it would before these checks. A sweep
 when a job ends in any way, also on Ctrl-C or SIGTERM, which end a job without Hydra's `on_job_end`.
 """
 
-import contextlib
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -26,7 +26,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from reid.errors import ConfigError, DataError
+from reid.errors import ConfigError, ReidError
 from reid.reporting.sweeps import (
     RESULTS_FILE,
     Run,
@@ -65,8 +65,16 @@ def run_in_folder(task: Callable[[DictConfig], dict[str, float]], cfg: DictConfi
         record_config(folder, cfg)
         return task(cfg)
     finally:
-        with contextlib.suppress(DataError):  # a sweep whose first job stopped before starting lists nothing
-            write_summary(Path(hydra.sweep.dir))
+        refresh_summary(Path(hydra.sweep.dir))
+
+
+def refresh_summary(sweep_dir: Path) -> None:
+    """Writes the sweep's summary as a job ends, however it ends; a summary that cannot be written (a sweep
+    whose first job stopped before starting, a full disk) says why without hiding the job's own error."""
+    try:
+        write_summary(sweep_dir)
+    except ReidError as error:
+        print(f"\nThe sweep summary was not refreshed: {error}", file=sys.stderr)
 
 
 def run_files(folder: Path) -> list[str]:

@@ -10,6 +10,7 @@ from pytorch_lightning.loggers import TensorBoardLogger
 from torch import Tensor
 
 from reid.errors import ReidError
+from reid.files import atomic_file
 from reid.reporting.figures import embedding_scatter
 
 
@@ -76,8 +77,8 @@ class EmbeddingFigures(pl.Callback):
         embeddings, labels = result.embeddings.numpy(), result.labels.numpy()
         metrics = ", ".join(f"{name} {value:.3f}" for name, value in result.metrics.items())
         figure = embedding_scatter(embeddings, labels, class_names, f"epoch {result.epoch}: {metrics}")
-        self.dirpath.mkdir(parents=True, exist_ok=True)
-        figure.savefig(self.dirpath / f"epoch_{result.epoch:03d}.png")
+        with atomic_file(self.dirpath / f"epoch_{result.epoch:03d}.png") as file:
+            figure.savefig(file, format="png")
         writer = tensorboard_of(trainer)
         if writer is not None:
             writer.add_figure("val/embedding", figure, result.step)

@@ -10,20 +10,24 @@ Training adds a model card under `MODEL_CARD` to each checkpoint (`ModelCard`):
 
 so a checkpoint copied alone into an empty folder can be evaluated. Checkpoints are read with
 `torch.load(weights_only=True)`: a file from someone else can hold tensors and plain values only, never
-code, and the card names its backbone from `reid.models` only (`build_backbone`).
+code, and the card names its backbone from `reid.models` only (`build_backbone`). They are written with
+`AtomicCheckpointIO`: a kill or a full disk never leaves a partial `.ckpt` under its final name.
 """
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.plugins.io import TorchCheckpointIO
 from torch import nn
 
 from reid.errors import ConfigError
+from reid.files import atomic_file, remove_leftovers
 from reid.models import ConvNet, LuNet
 
 MODEL_CARD = "reid_model_card"
@@ -94,6 +98,27 @@ def check_checkpoint(path: str | Path, module: nn.Module) -> None:
         "Resume with the model settings of the run that wrote it (model, embed_dim), or start a new run "
         "without ckpt_path.",
     )
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, writing each `.ckpt` through `reid.files.atomic_file`: a temporary file
+    beside it, renamed into place. (Lightning's own stages the file in $TMPDIR and moves it, which is a
+    copy, cut short by a kill or a full disk, when $TMPDIR is on another filesystem than the outputs.)"""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options (got {storage_options!r}).")
+        buffer = io.BytesIO()  # torch.save into the file would turn a full disk's OSError into a RuntimeError
+        torch.save(checkpoint, buffer)
+        with atomic_file(path) as file:
+            file.write(buffer.getbuffer())
+
+
+def remove_partial_checkpoints(*folders: str | Path) -> None:
+    """Removes, and says so, what writes killed mid-way left in `folders` (their temporary files only)."""
+    for folder in dict.fromkeys(Path(f) for f in folders):
+        for path in remove_leftovers(folder):
+            print(f"Removed '{path}', the partial file of a write that was killed (nothing else is touched).")
 
 
 class ModelCard(pl.Callback):

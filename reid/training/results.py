@@ -6,6 +6,7 @@ written when training ends and also when it fails or is interrupted, with a `sta
 
 import json
 import os
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -16,7 +17,8 @@ from hydra.core.hydra_config import HydraConfig
 from pytorch_lightning.loggers import TensorBoardLogger
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 
-from reid.errors import ConfigError
+from reid.errors import ConfigError, FileWriteError, Interrupted
+from reid.files import write_text
 from reid.reporting.sweeps import RESULTS_FILE, parse_overrides
 
 FINAL_TRAIN_KEYS = ("train/loss",)  # besides every `val/...` metric
@@ -93,8 +95,17 @@ class ResultsWriter(pl.Callback):
     def on_exception(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
     ) -> None:
-        status = "interrupted" if isinstance(exception, KeyboardInterrupt | SIGTERMException) else "failed"
-        self._finish(trainer, status, error=f"{type(exception).__name__}: {exception}")
+        """Records the failure; when `results.json` cannot be written either (the same full disk), says so
+        and lets the original error through."""
+        interrupted = isinstance(exception, KeyboardInterrupt | SIGTERMException | Interrupted)
+        try:
+            self._finish(
+                trainer,
+                "interrupted" if interrupted else "failed",
+                f"{type(exception).__name__}: {exception}",
+            )
+        except FileWriteError as error:
+            print(f"\n{error}", file=sys.stderr)
 
     def _finish(self, trainer: pl.Trainer, status: str, error: str | None = None) -> None:
         if not trainer.is_global_zero:  # under DDP every rank has the same metrics; one writes them
@@ -119,10 +130,7 @@ class ResultsWriter(pl.Callback):
             "wall_time_s": round(time.perf_counter() - self._started, 3),
             "pid": os.getpid(),
         }
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        partial = self.path.with_suffix(".json.tmp")  # readers (a sweep summary) never see half a file
-        partial.write_text(json.dumps(results, indent=2) + "\n")
-        partial.replace(self.path)
+        write_text(self.path, json.dumps(results, indent=2) + "\n")  # a reader never sees half a file
         for logger in trainer.loggers:
             if isinstance(logger, TensorBoardLogger):
                 logger.log_hyperparams(logger.hparams, hparams_metrics(results), step=trainer.global_step)
