@@ -17,6 +17,7 @@ them itself (`hydra.output_subdir: null`): it would before these checks. A sweep
 when a job ends in any way, also on Ctrl-C or SIGTERM, which end a job without Hydra's `on_job_end`.
 """
 
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -39,12 +40,14 @@ from reid.reporting.sweeps import (
 CONFIG_DIR = ".hydra"
 RUN_FILES = (RESULTS_FILE, "checkpoints", "tensorboard", "embeddings", CONFIG_DIR)  # what a run writes
 LAST_CHECKPOINT = Path("checkpoints") / "last.ckpt"
+RANK_VARIABLES = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")
 
 
 def run_in_folder(task: Callable[[DictConfig], dict[str, float]], cfg: DictConfig) -> dict[str, float]:
     """Runs `task` in this Hydra job's folder as the module docstring says; outside Hydra (a config
-    composed in code) the caller owns the folder and `task` just runs."""
-    if not HydraConfig.initialized():
+    composed in code) the caller owns the folder, and in a DDP process other than global rank 0 (started
+    into rank 0's folder) the rank-0 process has checked it: there `task` just runs."""
+    if not HydraConfig.initialized() or not is_global_rank_zero():
         return task(cfg)
     hydra = HydraConfig.get()
     folder = Path(hydra.runtime.output_dir)
@@ -75,6 +78,12 @@ def refresh_summary(sweep_dir: Path) -> None:
         write_summary(sweep_dir)
     except ReidError as error:
         print(f"\nThe sweep summary was not refreshed: {error}", file=sys.stderr)
+
+
+def is_global_rank_zero() -> bool:
+    """Whether this process is the first of its run: every rank variable that Lightning's DDP launcher,
+    torchrun or Slurm's srun sets is 0 or absent."""
+    return all(int(os.environ.get(name, 0)) == 0 for name in RANK_VARIABLES)
 
 
 def run_files(folder: Path) -> list[str]:
