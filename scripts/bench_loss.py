@@ -1,19 +1,19 @@
 """Benchmark the batch-hard triplet loss against pytorch-metric-learning on the CPU, alone and in a step.
 
-Loss rows: forward + backward of each of our implementations (the module used in training, statistics
-included) beside pytorch-metric-learning's `BatchHardMiner` + `TripletMarginLoss(reducer=MeanReducer())`,
-once with the same (unnormalised) Euclidean distance as ours and once with PML's default distance, which
-L2-normalises the embeddings first, and beside a floor: the (B, B) matmul without a graph plus one backward
-call, which any eager PyTorch implementation of the loss pays.
+Loss rows: forward + backward of ours (the module used in training, statistics included) beside
+pytorch-metric-learning's `BatchHardMiner` + `TripletMarginLoss(reducer=MeanReducer())`, once with the same
+(unnormalised) Euclidean distance as ours and once with PML's default distance, which L2-normalises the
+embeddings first, and beside a floor: the (B, B) matmul without a graph plus one backward call, which any
+eager PyTorch implementation of the loss pays.
 
 Step rows: one training step (forward + loss + backward + Adam step) of the MNIST convnet (B=120, 10
-classes x 12, 28x28 grey) and of LuNet (B=128, 32 x 4, 3x128x64) with each implementation, with PML's loss,
-and with the floor `embeddings.sum()` in place of a loss; each candidate trains its own copy of the model.
+classes x 12, 28x28 grey) and of LuNet (B=128, 32 x 4, 3x128x64) with our loss, with PML's loss, and with
+the floor `embeddings.sum()` in place of a loss; each candidate trains its own copy of the model.
 
 The candidates run interleaved: each round times every candidate once, in an order that rotates from round
 to round. A time is the median over the rounds; a ratio is the median over the rounds of the two
 candidates' ratio within a round, so that a burst of load from other jobs cancels out of it. Then it
-measures the peak extra memory of each implementation at B=8192 in a fresh process.
+measures the peak extra memory of ours at B=8192 in a fresh process.
 
     python scripts/bench_loss.py [--repeats 9] [--threads 2] [--step-repeats 7]
                                  [--lunet-repeats 3] [--lunet-batch 128]
@@ -36,28 +36,18 @@ from pytorch_metric_learning.losses import TripletMarginLoss
 from pytorch_metric_learning.miners import BatchHardMiner
 from pytorch_metric_learning.reducers import MeanReducer
 
-from reid.losses import BatchHardTripletLoss, _batch_hard_fast
+from reid.losses import BatchHardTripletLoss
 from reid.models import ConvNet, LuNet
 
 SHAPES = [(120, 2), (128, 128), (512, 128), (2048, 128), (2048, 256)]
 MARGIN = 0.2
 K = 4  # images per identity in the loss rows: a batch is B / K identities x K
 
-# Our implementations: name -> (loss module or function of (embeddings, labels), the module path of its
-# `batch_hard_triplet_loss` for the memory measurement)
-IMPLEMENTATIONS = {
-    "ours": (BatchHardTripletLoss(MARGIN), "reid.losses"),
-    "fast": (
-        lambda e, y: _batch_hard_fast.batch_hard_triplet_loss(e, y, MARGIN, return_stats=True),
-        "reid.losses._batch_hard_fast",
-    ),
-}
-
 # A fresh interpreter: writing 5 to /proc/self/clear_refs resets its peak resident set size (VmHWM) to the
 # current one (Linux), so the peak is measured from just before the loss runs.
 MEMORY_CHILD = """
-import importlib, sys, torch
-batch_hard_triplet_loss = importlib.import_module(sys.argv[5]).batch_hard_triplet_loss
+import sys, torch
+from reid.losses import batch_hard_triplet_loss
 B, D, K = (int(a) for a in sys.argv[1:4])
 torch.set_num_threads(int(sys.argv[4]))
 def kib(key):
@@ -153,16 +143,50 @@ def time_training_steps(model, images, labels, candidates: dict, repeats: int) -
     return interleaved(steps, repeats, dict.fromkeys(steps, 1))
 
 
-def table_row(first: list[str], times: list[float], ratios: list[float], width: int = 9) -> str:
-    """One line: the leading cells, the times (as integers when large) and the ratios, right-aligned."""
-    cells = [f"{t:>{width}.0f}" if t >= 100 else f"{t:>{width}.1f}" for t in times]
-    return " ".join([*first, *cells, *(f"{r:>{width + 4}.3f}" for r in ratios)])
+def print_table(first: str, rows, candidates: list[str], pairs: list[tuple[str, str]], scale: float) -> None:
+    """Print a header and, for each (leading cells, samples) in `rows`, the candidates' median times (in
+    seconds x `scale`) and the median per-round ratios of `pairs`."""
+    print(" ".join([first, *(f"{c:>9}" for c in candidates), *(f"{a}/{b}".rjust(13) for a, b in pairs)]))
+    for cells, samples in rows:
+        times = [statistics.median(samples[c]) * scale for c in candidates]
+        ratios = [median_ratio(samples, a, b) for a, b in pairs]
+        print(" ".join([cells, *(f"{t:>9.0f}" for t in times), *(f"{r:>13.3f}" for r in ratios)]), flush=True)
 
 
-def peak_memory(B: int, D: int, threads: int, module: str) -> float:
-    """Peak extra resident memory of one forward + backward, in units of B^2 float32 values."""
-    args = [sys.executable, "-c", MEMORY_CHILD, str(B), str(D), str(K), str(threads), module]
+def peak_memory(B: int, D: int, threads: int) -> float:
+    """Peak extra resident memory of one forward + backward of ours, in units of B^2 float32 values."""
+    args = [sys.executable, "-c", MEMORY_CHILD, str(B), str(D), str(K), str(threads)]
     return float(subprocess.run(args, check=True, capture_output=True, text=True).stdout)
+
+
+def loss_rows(repeats: int):
+    """(leading cells, samples) of each shape in `SHAPES`, measured as they are yielded."""
+    candidates = {"ours": BatchHardTripletLoss(MARGIN), "pml": pml_loss(False), "pml-norm": pml_loss(True)}
+    for B, D in SHAPES:
+        yield f"{B:>5} {D:>4}", time_losses({**candidates, "floor": floor}, B, D, repeats)
+
+
+def step_rows(step_repeats: int, lunet_repeats: int, lunet_batch: int):
+    """(leading cells, samples) of the convnet's and LuNet's training steps, measured as they are yielded."""
+    models = [("convnet", lambda: ConvNet(embed_dim=2, in_channels=1, input_size=28), (1, 28, 28), 10, 12)]
+    if lunet_repeats > 0:
+        models.append(
+            ("lunet", lambda: LuNet(embed_dim=128, in_channels=3), (3, 128, 64), lunet_batch // 4, 4)
+        )
+    candidates = {
+        "ours": BatchHardTripletLoss(MARGIN),
+        "pml": pml_loss(False),
+        "floor": lambda embeddings, labels: embeddings.sum(),
+    }
+    for name, make_model, shape, P, k in models:
+        torch.manual_seed(0)
+        model, images = make_model(), torch.randn(P * k, *shape)
+        labels = torch.arange(P).repeat_interleave(k)
+        repeats = step_repeats if name == "convnet" else lunet_repeats
+        yield (
+            f"{name:>8} {P * k:>4} {repeats:>6}",
+            time_training_steps(model, images, labels, candidates, repeats),
+        )
 
 
 def main() -> None:
@@ -174,73 +198,27 @@ def main() -> None:
     parser.add_argument("--lunet-batch", type=int, default=128, help="LuNet batch size (P x 4)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    ours = {name: loss for name, (loss, _) in IMPLEMENTATIONS.items()}
 
-    candidates = {**ours, "pml": pml_loss(False), "pml-norm": pml_loss(True), "floor": floor}
-    pairs = [(name, peer) for peer in ("pml", "pml-norm") for name in ours] + [("floor", "pml")]
-    print(
-        f"torch {torch.__version__}, {args.threads} threads, {args.repeats} rounds, P x {K} batches, "
-        f"margin {MARGIN}; microseconds per forward + backward (median over the rounds), and the median "
-        "over the rounds of the ratio of two candidates' times in the same round"
-    )
+    print(f"torch {torch.__version__}, {args.threads} threads, P x {K} batches, margin {MARGIN}")
+    print(f"microseconds per forward + backward, median over {args.repeats} rounds; ratios: median over the")
+    print("rounds of the two candidates' times in the same round")
+    print("ours: reid.losses.BatchHardTripletLoss, statistics included")
     print("pml: BatchHardMiner + TripletMarginLoss(reducer=MeanReducer()), unnormalised LpDistance (= ours)")
     print("pml-norm: the same with PML's default LpDistance, which L2-normalises the embeddings")
     print("floor: the (B, B) matmul without a graph + one backward call, the least an eager loss pays\n")
-    print(
-        " ".join(
-            [
-                f"{'B':>5} {'D':>4}",
-                *(f"{c:>9}" for c in candidates),
-                *(f"{a}/{b}".rjust(13) for a, b in pairs),
-            ]
-        )
+    pairs = [("ours", "pml"), ("ours", "pml-norm"), ("floor", "pml")]
+    print_table(
+        f"{'B':>5} {'D':>4}", loss_rows(args.repeats), ["ours", "pml", "pml-norm", "floor"], pairs, 1e6
     )
-    for B, D in SHAPES:
-        samples = time_losses(candidates, B, D, args.repeats)
-        times = [statistics.median(samples[c]) * 1e6 for c in candidates]
-        print(
-            table_row([f"{B:>5} {D:>4}"], times, [median_ratio(samples, a, b) for a, b in pairs]), flush=True
-        )
 
-    models = [
-        (
-            "convnet",
-            ConvNet(embed_dim=2, in_channels=1, input_size=28),
-            (1, 28, 28),
-            10,
-            12,
-            args.step_repeats,
-        )
-    ]
-    if args.lunet_repeats > 0:
-        lunet = LuNet(embed_dim=128, in_channels=3)
-        models.append(("lunet", lunet, (3, 128, 64), args.lunet_batch // 4, 4, args.lunet_repeats))
-    candidates = {**ours, "pml": pml_loss(False), "floor": lambda embeddings, labels: embeddings.sum()}
-    pairs = [(name, "pml") for name in [*ours, "floor"]]
-    print("\nmilliseconds per training step: forward + loss + backward + Adam step (median over the rounds)")
+    print("\nmilliseconds per training step: forward + loss + backward + Adam step, median over the rounds;")
     print("pml: PML's loss as above; floor: the same step with embeddings.sum() as the loss\n")
-    print(
-        " ".join(
-            [
-                f"{'model':>8} {'B':>4} {'rounds':>6}",
-                *(f"{c:>9}" for c in candidates),
-                *(f"{a}/{b}".rjust(13) for a, b in pairs),
-            ]
-        )
-    )
-    for name, model, shape, P, k, repeats in models:
-        torch.manual_seed(0)
-        images = torch.randn(P * k, *shape)
-        labels = torch.arange(P).repeat_interleave(k)
-        samples = time_training_steps(model, images, labels, candidates, repeats)
-        times = [statistics.median(samples[c]) * 1e3 for c in candidates]
-        ratios = [median_ratio(samples, a, b) for a, b in pairs]
-        print(table_row([f"{name:>8} {P * k:>4} {repeats:>6}"], times, ratios), flush=True)
+    rows = step_rows(args.step_repeats, args.lunet_repeats, args.lunet_batch)
+    pairs = [("ours", "pml"), ("floor", "pml")]
+    print_table(f"{'model':>8} {'B':>4} {'rounds':>6}", rows, ["ours", "pml", "floor"], pairs, 1e3)
 
     B, D = 8192, 128
-    print(f"\npeak extra memory of one forward + backward at B={B}, D={D}, in B^2 float32 values:")
-    for name, (_, module) in IMPLEMENTATIONS.items():
-        print(f"  {name}: {peak_memory(B, D, args.threads, module):.2f}")
+    print(f"\npeak extra memory of ours at B={B}, D={D}: {peak_memory(B, D, args.threads):.2f} x B^2 float32")
     print("(a fresh process allocates the inputs and warms up, resets its peak resident set size through")
     print(" /proc/self/clear_refs, runs one forward + backward and reports VmHWM - VmRSS before; each (B, B)")
     print(" buffer is 256 MiB, which glibc maps on allocation and unmaps on release, so the resident size")

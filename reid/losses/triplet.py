@@ -4,6 +4,9 @@ Each loss is its definition written in plain autograd. All distances are Euclide
 triplet (a, p, n) is valid when p != a has the label of a and n has another label. Anchors without a
 positive or without a negative in the batch are left out of every mean; when nothing is valid a loss is a
 zero that still backpropagates (same value and gradient as `(embeddings * 0).sum()`).
+
+The batch-hard losses hold at most two (B, B) float matrices and a (B, B) bool mask at once, none of them
+kept for backward; batch all builds (B, B, B) tensors.
 """
 
 from dataclasses import dataclass
@@ -12,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from reid.retrieval.distances import euclidean_distances
+from reid.retrieval.distances import euclidean_distances, row_ordered_distances
 
 
 @dataclass(frozen=True)
@@ -32,34 +35,31 @@ class TripletStats:
 
 def _hardest_distances(embeddings: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """Batch-hard mining of (B, D) embeddings with (B,) labels: the (B,) distances d_ap from each anchor to
-    its hardest (farthest) positive and d_an to its hardest (nearest) negative, and a (B,) bool, True where
-    the anchor has both.
+    its hardest (farthest) positive and d_an to its hardest (nearest) negative, and (B,) weights, 1 / n on
+    the n valid anchors (those with both) and 0 elsewhere, so that `values @ weights` is the mean over the
+    valid anchors, and zero with a zero gradient when there are none.
 
-    The two indices per anchor are picked from the (B, B) distance matrix without a graph, then only the
-    2B picked distances are recomputed with autograd: the gradient of the max and min over a matrix built
-    with autograd, but backward keeps O(B D) values instead of several (B, B) tensors.
+    The two indices per anchor are picked without a graph, then only the 2B picked distances are recomputed
+    with autograd: the gradient of the max and min over a distance matrix built with autograd, but backward
+    keeps O(B D) values instead of several (B, B) tensors.
     """
     with torch.no_grad():
-        dist = euclidean_distances(embeddings, squared=True)  # (B, B); squares rank as distances do
+        rank = row_ordered_distances(embeddings, embeddings)  # (B, B): d(a, j)^2 less a constant per row a
         same = labels.unsqueeze(1) == labels  # integers, compared exactly however large
-        nearest_neg, hardest_neg = dist.masked_fill(same, torch.inf).min(1)
-        dist.masked_fill_(~same, -torch.inf).fill_diagonal_(-torch.inf)  # positives: same label, not itself
-        farthest_pos, hardest_pos = dist.max(1)
+        nearest_neg, hardest_neg = torch.where(same, torch.inf, rank).min(1)
+        rank.masked_fill_(~same, -torch.inf).fill_diagonal_(-torch.inf)  # positives: same label, not itself
+        farthest_pos, hardest_pos = rank.max(1)
         valid = (farthest_pos > -torch.inf) & (nearest_neg < torch.inf)  # has a positive and a negative
+        weights = valid.to(embeddings.dtype) / valid.sum().clamp_min(1)
     d_ap = torch.linalg.vector_norm(embeddings - embeddings.index_select(0, hardest_pos), dim=1)
     d_an = torch.linalg.vector_norm(embeddings - embeddings.index_select(0, hardest_neg), dim=1)
-    return d_ap, d_an, valid  # the norm's gradient is zero at zero: coincident points give no NaN
+    return d_ap, d_an, weights  # the norm's gradient is zero at zero: coincident points give no NaN
 
 
-def _mean(values: Tensor, valid: Tensor) -> Tensor:
-    """Mean over the valid anchors of (..., B) values; zero, with a zero gradient, when none is valid."""
-    return torch.where(valid, values, 0).sum(-1) / valid.sum().clamp_min(1)
-
-
-def _stats(active: Tensor, d_ap: Tensor, d_an: Tensor, valid: Tensor) -> TripletStats:
+def _stats(active: Tensor, d_ap: Tensor, d_an: Tensor, weights: Tensor) -> TripletStats:
     """`TripletStats`: (B,) bool active flags and batch-hard distances, averaged over the valid anchors."""
     with torch.no_grad():
-        return TripletStats(*_mean(torch.stack([active.to(d_ap.dtype), d_ap, d_an]), valid))
+        return TripletStats(*(torch.stack([active.to(d_ap.dtype), d_ap, d_an]) @ weights))
 
 
 def batch_hard_triplet_loss(
@@ -77,10 +77,10 @@ def batch_hard_triplet_loss(
     Returns:
         0-dim loss, or (loss, stats).
     """
-    d_ap, d_an, valid = _hardest_distances(embeddings, labels)
+    d_ap, d_an, weights = _hardest_distances(embeddings, labels)
     terms = F.relu(d_ap - d_an + margin)
-    loss = _mean(terms, valid)
-    return (loss, _stats(terms > 0, d_ap, d_an, valid)) if return_stats else loss
+    loss = terms @ weights  # the mean over the valid anchors
+    return (loss, _stats(terms > 0, d_ap, d_an, weights)) if return_stats else loss
 
 
 def batch_hard_soft_margin_loss(
@@ -98,9 +98,9 @@ def batch_hard_soft_margin_loss(
     Returns:
         0-dim loss, or (loss, stats).
     """
-    d_ap, d_an, valid = _hardest_distances(embeddings, labels)
-    loss = _mean(F.softplus(d_ap - d_an), valid)
-    return (loss, _stats(d_ap > d_an, d_ap, d_an, valid)) if return_stats else loss
+    d_ap, d_an, weights = _hardest_distances(embeddings, labels)
+    loss = F.softplus(d_ap - d_an) @ weights
+    return (loss, _stats(d_ap > d_an, d_ap, d_an, weights)) if return_stats else loss
 
 
 def batch_all_triplet_loss(
@@ -131,7 +131,7 @@ def batch_all_triplet_loss(
     if not return_stats:
         return loss
     with torch.no_grad():
-        d_ap, d_an, hard_valid = _hardest_distances(embeddings, labels)
-        hardest_pos, hardest_neg = _mean(torch.stack([d_ap, d_an]), hard_valid)
+        d_ap, d_an, weights = _hardest_distances(embeddings, labels)
+        hardest_pos, hardest_neg = torch.stack([d_ap, d_an]) @ weights
         active_fraction = num_active.to(embeddings.dtype) / valid.sum().clamp_min(1)
     return loss, TripletStats(active_fraction, hardest_pos, hardest_neg)
