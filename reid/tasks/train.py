@@ -7,6 +7,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from reid.training.checkpoints import ModelCard, check_checkpoint
+from reid.training.random_states import RandomStates
 
 
 def instantiate_all(group: DictConfig | None) -> list:
@@ -21,8 +22,10 @@ def instantiate_all(group: DictConfig | None) -> list:
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train as configured; returns the final logged metrics (`train/...`, `val/...`) as floats.
 
-    Every checkpoint carries a model card (`reid.training.checkpoints.ModelCard`); a checkpoint to resume
-    from is read with `weights_only=True`, so it cannot run code.
+    Every checkpoint carries a model card (`reid.training.checkpoints.ModelCard`) and the random states
+    (`reid.training.random_states.RandomStates`; the datamodule adds where the PK batches stand), so a run
+    resumed from any checkpoint, mid-epoch too, continues exactly as the first run went on. A checkpoint
+    to resume from is read with `weights_only=True`, so it cannot run code.
     """
     pl.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
@@ -32,7 +35,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.ckpt_path:
         check_checkpoint(cfg.ckpt_path, module)
     loggers = instantiate_all(cfg.get("logger"))
-    callbacks = [*instantiate_all(cfg.get("callbacks")), ModelCard(cfg.model, cfg)]
+    callbacks = [*instantiate_all(cfg.get("callbacks")), ModelCard(cfg.model, cfg), RandomStates()]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))

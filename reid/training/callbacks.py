@@ -23,12 +23,23 @@ def tensorboard_of(trainer: pl.Trainer):
 
 class ProgressBar(RichProgressBar):
     """Lightning's rich progress bar; a run counted in steps (`max_epochs: -1`) reads "Epoch 2", where
-    Lightning writes "Epoch 2/-2"."""
+    Lightning writes "Epoch 2/-2", and an epoch resumed mid-way reads "5/6", where Lightning writes "5/4"."""
 
     def _get_train_description(self, current_epoch: int) -> str:
         if self.trainer.max_epochs == -1:
             return f"Epoch {current_epoch}".ljust(len(self.validation_description))
         return super()._get_train_description(current_epoch)
+
+    @property
+    def total_train_batches(self) -> int | float:
+        """The batches of this epoch, counted from its first as the bar counts them: Lightning caps them by
+        the steps left from now, which in an epoch resumed mid-way leaves out the batches done before."""
+        trainer = self.trainer
+        if trainer.max_epochs != -1 or trainer.max_steps <= 0:
+            return trainer.num_training_batches
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        left = (trainer.max_steps - trainer.global_step) * trainer.accumulate_grad_batches
+        return min(trainer.num_training_batches, done + left)
 
 
 class EmbeddingHistograms(pl.Callback):
