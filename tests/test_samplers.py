@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from reid.data.samplers import PKSampler
+from reid.data.samplers import PKSampler, SeededBatch
 from reid.errors import ConfigError
 
 
@@ -76,6 +76,31 @@ def test_same_seed_and_epoch_repeat_other_epochs_and_seeds_differ():
     sampler.set_epoch(0)
     assert list(sampler) == first
     assert list(PKSampler(labels, 4, 2, seed=8)) != first
+
+
+def test_sampler_starts_at_a_batch_of_the_epoch_with_the_same_batches_and_seeds():
+    labels = make_labels([12] * 10)
+    full = PKSampler(labels, 3, 2, seed=5, rank=1, world_size=2)
+    full.set_epoch(3)
+    batches = list(full)
+    assert all(isinstance(b, SeededBatch) for b in batches) and len({b.seed for b in batches}) == len(batches)
+    resumed = PKSampler(labels, 3, 2, seed=5, rank=1, world_size=2)
+    resumed.start_at(3, 4)
+    resumed.set_epoch(3)  # Lightning sets the epoch again: the resume point stays
+    for _ in range(2):
+        tail = list(resumed)
+        assert tail == batches[4:] and [b.seed for b in tail] == [b.seed for b in batches[4:]]
+    resumed.set_epoch(4)  # the next epoch starts at its first batch
+    full.set_epoch(4)
+    assert list(resumed) == list(full)
+
+
+def test_start_beyond_the_epoch_is_a_config_error():
+    sampler = PKSampler(make_labels([4] * 6), 2, 2, batches_per_epoch=5)
+    sampler.start_at(0, 5)  # an epoch resumed after its last batch yields nothing
+    assert list(sampler) == []
+    with pytest.raises(ConfigError, match="batch 6, but an epoch has 5 batches"):
+        sampler.start_at(0, 6)
 
 
 def test_does_not_touch_the_global_rng():

@@ -8,7 +8,7 @@ from reid.data.jpeg import decode_frame
 from reid.data.loaders import WorkerErrorLoader
 from reid.data.mars import MarsFrameDataset, MarsSplits, Tracklet, load_mars
 from reid.data.mnist import FASHION_MNIST, MNIST, load_idx_splits
-from reid.data.samplers import PKSampler
+from reid.data.samplers import PKSampler, SeededBatch
 
 __all__ = [
     "FASHION_MNIST",
@@ -20,6 +20,7 @@ __all__ = [
     "MarsSplits",
     "PKSampler",
     "RandomCropFlip",
+    "SeededBatch",
     "Tracklet",
     "WorkerErrorLoader",
     "build_cache",

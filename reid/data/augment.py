@@ -2,7 +2,9 @@
 
 torchvision's v2 transforms spend ~190 us a frame on dispatch alone, more than a cached frame takes to
 read; these do the same two operations on a (C, H, W) tensor directly. Randomness comes from Python's
-`random`, which PyTorch seeds differently in every DataLoader worker.
+`random` until `seed` gives the transform a stream of its own: `MarsFrameDataset` does so for every batch
+of a `PKSampler` (its `SeededBatch.seed`), so a batch's crops and flips do not depend on the DataLoader
+worker that builds it, nor on the batches that worker built before, and a resumed run draws the same.
 """
 
 from __future__ import annotations
@@ -18,9 +20,14 @@ class RandomCropFlip:
 
     def __init__(self, height: int, width: int, flip: bool):
         self.height, self.width, self.flip = height, width, flip
+        self.rng = random  # the module's functions (Python's global stream), until `seed`
+
+    def seed(self, value: int) -> None:
+        """Draw from now on from a stream of its own seeded with `value`."""
+        self.rng = random.Random(value)
 
     def __call__(self, image: torch.Tensor) -> torch.Tensor:
-        top = random.randint(0, image.shape[-2] - self.height)
-        left = random.randint(0, image.shape[-1] - self.width)
+        top = self.rng.randint(0, image.shape[-2] - self.height)
+        left = self.rng.randint(0, image.shape[-1] - self.width)
         image = image[..., top : top + self.height, left : left + self.width]
-        return image.flip(-1) if self.flip and random.random() < 0.5 else image
+        return image.flip(-1) if self.flip and self.rng.random() < 0.5 else image

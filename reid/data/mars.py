@@ -391,6 +391,15 @@ class MarsFrameDataset(Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
+    def __getitems__(self, indices: Sequence[int]) -> list[tuple[torch.Tensor, int, int, int]]:
+        """The items of one batch (what a DataLoader worker asks for). A batch that carries a `seed`
+        (`SeededBatch`, from `PKSampler`) first seeds a transform that has a `seed` method, so the batch's
+        augmentation is the same whichever worker builds it and after whichever batches."""
+        seed = getattr(indices, "seed", None)
+        if seed is not None and hasattr(self.transform, "seed"):
+            self.transform.seed(seed)
+        return [self[index] for index in indices]
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int, int, int]:
         t = int(self.tracklet_ids[index])
         image = self._load(index, t)

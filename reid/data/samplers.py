@@ -9,6 +9,18 @@ from torch import Tensor
 from reid.errors import ConfigError
 
 
+class SeededBatch(list):
+    """A batch of dataset indices with `seed`, an int for the batch's own randomness (augmentation).
+
+    A dataset seeding its random transforms from it per batch draws the same for the batch wherever it
+    is built (which DataLoader worker, after which batches), so a resumed run draws what the first did.
+    """
+
+    def __init__(self, indices: list[int], seed: int):
+        super().__init__(indices)
+        self.seed = seed
+
+
 class PKSampler(torch.utils.data.Sampler[list[int]]):
     """Yields batches of P distinct labels x K samples each, as lists of dataset indices.
 
@@ -30,6 +42,10 @@ class PKSampler(torch.utils.data.Sampler[list[int]]):
       epoch; without it every iteration repeats epoch 0. Lightning calls `set_epoch` only on
       `loader.sampler` and `loader.batch_sampler.sampler`, never on a batch sampler itself, so the sampler
       is its own `.sampler`: used as `batch_sampler`, it gets each epoch's number (resumes included).
+      Each batch is a `SeededBatch`: its seed, drawn from the same generator, seeds the batch's
+      augmentation.
+    - Resume: `start_at(epoch, batch)` makes iterations of `epoch` begin at this rank's batch `batch`
+      (the batches before it were trained on before a checkpoint); another epoch starts at batch 0.
     - DDP: every rank builds the same `world_size * len(self)` batches and keeps every `world_size`-th
       one from index `rank`: the shards are disjoint slices of that list, equally long, and interleaved
       (batch i of rank r is batch `i * world_size + r`) they are exactly the batches of one process with
@@ -93,6 +109,7 @@ class PKSampler(torch.utils.data.Sampler[list[int]]):
         self.P, self.K = P, K
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.epoch = 0
+        self.start = 0  # this rank's first batch in iterations of `self.epoch` (`start_at`)
         self.sampler = self  # where Lightning looks for `set_epoch` (see the class docstring)
         self.num_batches = batches_per_epoch or max(1, len(labels) // (P * K * world_size))
         self._order = torch.argsort(inverse, stable=True)  # (N,) dataset indices grouped by label
@@ -100,21 +117,36 @@ class PKSampler(torch.utils.data.Sampler[list[int]]):
         self._starts = torch.cumsum(counts, 0) - counts  # (C,) where each label's group starts in _order
 
     def set_epoch(self, epoch: int) -> None:
-        """Selects the epoch whose batches the next iteration yields."""
-        self.epoch = epoch
+        """Selects the epoch whose batches the next iteration yields (from batch 0 for a new epoch)."""
+        if epoch != self.epoch:
+            self.epoch, self.start = epoch, 0
+
+    def start_at(self, epoch: int, batch: int) -> None:
+        """Makes iterations of `epoch` yield this rank's batches from `batch` (0-based) on: a run resumed
+        after `batch` batches of that epoch continues with the next one. Batches keep their seeds."""
+        if not 0 <= batch <= self.num_batches:
+            raise ConfigError(
+                f"PKSampler.start_at got batch {batch}, but an epoch has {self.num_batches} batches per "
+                "rank. Resume with the dataset settings (dataset.P, dataset.K, dataset.batches_per_epoch) "
+                "and number of devices of the run that wrote the checkpoint."
+            )
+        self.epoch, self.start = epoch, batch
 
     def __len__(self) -> int:
-        """Batches this rank yields per epoch."""
+        """Batches this rank yields per epoch (a resumed epoch yields the last `len - start` of them)."""
         return self.num_batches
 
-    def __iter__(self) -> Iterator[list[int]]:
+    def __iter__(self) -> Iterator[SeededBatch]:
         seed = np.random.SeedSequence([self.seed, self.epoch]).generate_state(1, np.uint64)[0]
         generator = torch.Generator().manual_seed(int(seed))
         num_batches = self.num_batches * self.world_size
         slots = self._label_slots(num_batches * self.P, generator)  # (B * P,) label of each slot
         offsets = self._sample_offsets(self._counts[slots], generator)  # (B * P, K) within each label
         indices = self._order[self._starts[slots, None] + offsets].view(num_batches, self.P * self.K)
-        yield from indices[self.rank :: self.world_size].tolist()
+        seeds = torch.randint(-(2**63), 2**63 - 1, (num_batches,), generator=generator)  # (B,)
+        mine = slice(self.rank + self.start * self.world_size, None, self.world_size)
+        for batch, batch_seed in zip(indices[mine].tolist(), seeds[mine].tolist(), strict=True):
+            yield SeededBatch(batch, batch_seed)
 
     def _label_slots(self, n: int, generator: torch.Generator) -> Tensor:
         """Returns (n,) label ids from back-to-back permutations; every run of P from 0 is distinct."""

@@ -13,6 +13,7 @@ from reid.training.checkpoints import (
     check_checkpoint,
     remove_partial_checkpoints,
 )
+from reid.training.random_states import RandomStates
 from reid.training.signals import StopOnSignal
 
 
@@ -28,10 +29,12 @@ def instantiate_all(group: DictConfig | None) -> list:
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train as configured; returns the final logged metrics (`train/...`, `val/...`) as floats.
 
-    Every checkpoint carries a model card (`reid.training.checkpoints.ModelCard`) and is written atomically
-    (`AtomicCheckpointIO`); what a killed write left in the run's folders is removed first. A checkpoint to
-    resume from is read with `weights_only=True`, so it cannot run code. SIGINT and SIGTERM save the current
-    step and raise `reid.errors.Interrupted` (`StopOnSignal`).
+    Every checkpoint carries a model card (`reid.training.checkpoints.ModelCard`) and the random states
+    (`reid.training.random_states.RandomStates`; the datamodule adds where the PK batches stand), so a run
+    resumed from any checkpoint, mid-epoch too, continues exactly as the first run went on. Checkpoints are
+    written atomically (`AtomicCheckpointIO`); what a killed write left in the run's folders is removed
+    first. A checkpoint to resume from is read with `weights_only=True`, so it cannot run code. SIGINT and
+    SIGTERM save the current step and raise `reid.errors.Interrupted` (`StopOnSignal`).
     """
     check_train_config(cfg)  # the values, before anything is built (train.py checked them already)
     pl.seed_everything(cfg.seed, workers=True)
@@ -47,7 +50,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         check_checkpoint(cfg.ckpt_path, module)
     loggers = instantiate_all(cfg.get("logger"))
     stop = StopOnSignal(checkpoint_dir)
-    callbacks = [*instantiate_all(cfg.get("callbacks")), ModelCard(cfg.model, cfg), stop]
+    callbacks = [*instantiate_all(cfg.get("callbacks")), ModelCard(cfg.model, cfg), RandomStates(), stop]
     trainer = instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers or False, plugins=[AtomicCheckpointIO()]
     )

@@ -1,5 +1,7 @@
 """Lightning callbacks: progress bar, embedding histograms and figures, a guard against non-finite losses."""
 
+import math
+import warnings
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -12,6 +14,7 @@ from torch import Tensor
 from reid.errors import ReidError
 from reid.files import atomic_file
 from reid.reporting.figures import embedding_scatter
+from reid.training.command import rerun_command
 
 
 def tensorboard_of(trainer: pl.Trainer):
@@ -24,12 +27,23 @@ def tensorboard_of(trainer: pl.Trainer):
 
 class ProgressBar(RichProgressBar):
     """Lightning's rich progress bar; a run counted in steps (`max_epochs: -1`) reads "Epoch 2", where
-    Lightning writes "Epoch 2/-2"."""
+    Lightning writes "Epoch 2/-2", and an epoch resumed mid-way reads "5/6", where Lightning writes "5/4"."""
 
     def _get_train_description(self, current_epoch: int) -> str:
         if self.trainer.max_epochs == -1:
             return f"Epoch {current_epoch}".ljust(len(self.validation_description))
         return super()._get_train_description(current_epoch)
+
+    @property
+    def total_train_batches(self) -> int | float:
+        """The batches of this epoch, counted from its first as the bar counts them: Lightning caps them by
+        the steps left from now, which in an epoch resumed mid-way leaves out the batches done before."""
+        trainer = self.trainer
+        if trainer.max_epochs != -1 or trainer.max_steps <= 0:
+            return trainer.num_training_batches
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        left = (trainer.max_steps - trainer.global_step) * trainer.accumulate_grad_batches
+        return min(trainer.num_training_batches, done + left)
 
 
 class EmbeddingHistograms(pl.Callback):
@@ -95,23 +109,82 @@ class NonFiniteLossError(ReidError):
     """Training produced a NaN or infinite loss."""
 
 
-class NonFiniteLossGuard(pl.Callback):
-    """Stops training at the first non-finite loss, before it reaches the weights.
+class LossExplosionWarning(UserWarning):
+    """The training loss grew by orders of magnitude without becoming NaN: training is diverging."""
 
-    The check runs before the backward pass, so the weights are still those of the last good step;
-    they are saved to `<dirpath>/last_good_step_NNNNNN.ckpt` and the error names the step and the file.
+
+class NonFiniteLossGuard(pl.Callback):
+    """Stops training at the first non-finite loss, before it reaches the weights; warns once when the loss
+    explodes while still finite.
+
+    The check runs before the backward pass, so the weights are still those of the last good step, but the
+    bad step's forward pass has already updated the batch-norm running statistics: the module's buffers,
+    copied at every batch start (they are small), are put back before `<dirpath>/last_good_step_NNNNNN.ckpt`
+    is saved. The file thus holds the state before the bad step, and a run resumed from it starts with the
+    bad step's batch. The error names the step, the file and, under Hydra, the command that resumes from it
+    at a tenth of the rate (a resumed run trains at the `optimizer.lr` it is given).
+
+    A finite loss above `explosion_factor` times the first positive loss gives one `LossExplosionWarning`
+    naming the step; training goes on.
+
+    Args:
+        dirpath: where the checkpoint of the last good step goes.
+        explosion_factor: how many times its first positive value the loss may reach before the warning.
     """
 
-    def __init__(self, dirpath: str):
+    def __init__(self, dirpath: str, explosion_factor: float = 1e6):
         self.dirpath = Path(dirpath)
+        self.explosion_factor = explosion_factor
+        self.first_loss: float | None = None
+        self._warned = False
+        self._buffers: list[Tensor] = []
+
+    def state_dict(self) -> dict[str, float | None]:
+        return {"first_loss": self.first_loss}
+
+    def load_state_dict(self, state_dict: dict[str, float | None]) -> None:
+        self.first_loss = state_dict["first_loss"]
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
+        self._buffers = [buffer.detach().clone() for buffer in pl_module.buffers()]
 
     def on_before_backward(self, trainer, pl_module, loss: Tensor) -> None:
-        if torch.isfinite(loss).all():
+        value = float(loss.detach())
+        if math.isfinite(value):
+            self._watch(value, trainer.global_step)
             return
+        with torch.no_grad():
+            for buffer, saved in zip(pl_module.buffers(), self._buffers, strict=True):
+                buffer.copy_(saved)
         path = self.dirpath / f"last_good_step_{trainer.global_step:06d}.ckpt"
         trainer.save_checkpoint(path)
         raise NonFiniteLossError(
-            f"The loss became {loss.item()} at step {trainer.global_step} (epoch {trainer.current_epoch}); "
-            f"training stopped. The weights before this step are saved in '{path}'. Lower the learning "
-            "rate (optimizer.lr) or check the input data, then resume with ckpt_path=<that file>."
+            f"The loss became {value} at step {trainer.global_step} (epoch {trainer.current_epoch}); "
+            "training stopped. The weights and batch-norm statistics before this step are saved in "
+            f"'{path}'. Lower the learning rate (optimizer.lr) or check the input data, then resume from "
+            f"that file; {self._resume_advice(trainer, path)}"
         )
+
+    @staticmethod
+    def _resume_advice(trainer: pl.Trainer, path: Path) -> str:
+        """How to resume from `path` at a tenth of the configured rate: the whole command under Hydra."""
+        group = trainer.optimizers[0].param_groups[0]
+        changes = {"ckpt_path": str(path), "optimizer.lr": f"{group.get('initial_lr', group['lr']) / 10:g}"}
+        command = rerun_command(changes)
+        if command is None:
+            return f"add `{' '.join(f'{k}={v}' for k, v in changes.items())}` to this run's overrides."
+        return f"at a tenth of the rate: `{command}`"
+
+    def _watch(self, value: float, step: int) -> None:
+        """Keep the first positive loss; warn once when a later one exceeds `explosion_factor` times it."""
+        if self.first_loss is None:
+            self.first_loss = value if value > 0 else None
+        elif not self._warned and value > self.explosion_factor * self.first_loss:
+            self._warned = True
+            warnings.warn(
+                f"The loss reached {value:.3g} at step {step}, {value / self.first_loss:.2g} times its first "
+                f"value ({self.first_loss:.3g}): training is diverging. Lower the learning rate "
+                "(optimizer.lr) if it keeps growing.",
+                LossExplosionWarning,
+                stacklevel=2,
+            )

@@ -2,6 +2,7 @@
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import pytorch_lightning as pl
 import torch
@@ -40,7 +41,8 @@ class EmbeddingModule(pl.LightningModule):
     Batches are `(images, labels, *other fields)`; validation keeps every field after the images. Under
     mixed precision (`trainer.precision=bf16-mixed`) the backbone runs in bf16 but the loss and its
     statistics are computed in float32, and validation embeddings are cast to float32. Validation embeds
-    under `torch.inference_mode` (Lightning's validation inside `fit` only disables gradients).
+    under `torch.inference_mode` (Lightning's validation inside `fit` only disables gradients). A run
+    resumed from a checkpoint trains at the configured rate (`on_load_checkpoint`).
     """
 
     def __init__(
@@ -110,6 +112,34 @@ class EmbeddingModule(pl.LightningModule):
         self.last_validation = ValidationEmbeddings(
             sets[0].embeddings, sets[0].fields[0], self.current_epoch, self.global_step, metrics
         )
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Resume at the configured learning rate where it differs from the checkpoint's.
+
+        Lightning restores the optimizer's and schedulers' states, rates included, after this hook; so
+        their saved states are rescaled here to the rates `optimizer` configures (`initial_lr`, the
+        schedulers' `base_lrs`, and the current rates by the same factor: a schedule keeps its step).
+        """
+        states = checkpoint.get("optimizer_states")
+        if self._trainer is None or self.trainer.state.fn != "fit" or not states:
+            return
+        configured = [group["lr"] for group in self.optimizer_factory(self.parameters()).param_groups]
+        groups = states[0]["param_groups"]
+        saved = [group.get("initial_lr", group["lr"]) for group in groups]
+        if len(saved) != len(configured) or saved == configured:
+            return
+        for group, old, new in zip(groups, saved, configured, strict=True):
+            group["lr"] *= new / old
+            if "initial_lr" in group:
+                group["initial_lr"] = new
+        for scheduler in checkpoint.get("lr_schedulers", []):
+            if "base_lrs" in scheduler:
+                scheduler["base_lrs"] = list(configured)
+            if "_last_lr" in scheduler:
+                scheduler["_last_lr"] = [group["lr"] for group in groups]
+        if self.trainer.is_global_zero:
+            new, old = (", ".join(f"{lr:g}" for lr in rates) for rates in (configured, saved))
+            print(f"Resuming at optimizer.lr={new}, not the checkpoint's {old}; the schedule keeps its step.")
 
     def configure_optimizers(self):
         optimizer = self.optimizer_factory(self.parameters())

@@ -4,18 +4,16 @@ Training draws PK batches (P classes x K images) with `PKSampler`; validation em
 split (retrieval metrics) and a fixed reference subset of the train split (k-NN accuracy).
 """
 
-import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from reid.data.digits import load_digits_splits
 from reid.data.images import GreyImages, ImageSplits, evenly_spaced
 from reid.data.mnist import FASHION_MNIST, MNIST, IdxDataset, ensure_downloaded, load_idx_splits
-from reid.data.samplers import PKSampler
-from reid.training.datamodules.sharding import rank_and_world_size
+from reid.training.datamodules.resume import ResumablePKDataModule
 
 
-class InMemoryDataModule(pl.LightningDataModule):
+class InMemoryDataModule(ResumablePKDataModule):
     """Base for datasets small enough to hold as tensors; subclasses implement `load_splits`.
 
     Args:
@@ -25,6 +23,9 @@ class InMemoryDataModule(pl.LightningDataModule):
         eval_batch_size: batch size when embedding the validation sets.
         num_workers: DataLoader workers (0 is fastest for in-memory tensors).
         seed: seeds the PK sampler (together with the epoch).
+
+    A checkpoint records where the PK batches stand, so a resumed run continues mid-epoch exactly
+    (`ResumablePKDataModule`).
     """
 
     class_names: tuple[str, ...] = tuple(str(d) for d in range(10))
@@ -66,15 +67,7 @@ class InMemoryDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         labels = self.splits.train_labels
-        sampler = PKSampler(
-            labels,
-            self.P,
-            self.K,
-            self.batches_per_epoch,
-            seed=self.seed,
-            **rank_and_world_size(self.trainer),
-        )
-        return self._loader(GreyImages(self.splits.train_images, labels), batch_sampler=sampler)
+        return self._loader(GreyImages(self.splits.train_images, labels), **self.pk_loader_args(labels))
 
     def val_dataloader(self) -> list[DataLoader]:
         """[test split (retrieval queries and gallery), train reference subset (k-NN gallery)]."""

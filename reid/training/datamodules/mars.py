@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-import pytorch_lightning as pl
 import torch
 from rich.console import Console
 from torch.utils.data import DataLoader
@@ -20,12 +19,11 @@ from reid.data.augment import RandomCropFlip
 from reid.data.frame_cache import FrameCache, default_cache_dir, prepare_command
 from reid.data.loaders import WorkerErrorLoader
 from reid.data.mars import MarsFrameDataset, MarsSplits, Tracklet, load_mars, sample_frames, to_unit_float
-from reid.data.samplers import PKSampler
 from reid.errors import ConfigError, DataError
-from reid.training.datamodules.sharding import rank_and_world_size
+from reid.training.datamodules.resume import ResumablePKDataModule
 
 
-class MarsDataModule(pl.LightningDataModule):
+class MarsDataModule(ResumablePKDataModule):
     """The MARS release at `root`, split by `protocol`, served as frames.
 
     Args:
@@ -42,7 +40,8 @@ class MarsDataModule(pl.LightningDataModule):
             that validating during training stays cheap; testing uses every frame.
         eval_batch_size: frames per batch when embedding query and gallery.
         num_workers: DataLoader worker processes (persistent between epochs; pinned memory on a GPU).
-        seed: seeds the PK sampler (with the epoch).
+        seed: seeds the PK sampler (with the epoch), and through it each batch's augmentation; a checkpoint
+            records where the PK batches stand, so a resumed run continues mid-epoch exactly.
         cache: read frames from the prepared frame caches (`scripts/prepare_mars.py`) instead of decoding
             JPEGs; training needs the cache of its decode size, evaluation the one of (height, width).
         cache_dir: where the caches are (None: `<root>/cache`).
@@ -103,9 +102,7 @@ class MarsDataModule(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         """PK batches of training frames: (images (P*K, 3, H, W) uint8, pids, camids, tracklet_ids)."""
         frames = self._frames(self.splits.train, *self._train_size(), transform=self._augmentation())
-        shard = rank_and_world_size(self.trainer)
-        sampler = PKSampler(frames.pids, self.P, self.K, self.batches_per_epoch, seed=self.seed, **shard)
-        return self._loader(frames, batch_sampler=sampler)
+        return self._loader(frames, **self.pk_loader_args(frames.pids))
 
     def val_dataloader(self) -> list[DataLoader]:
         """[query frames, gallery frames], `val_frames_per_tracklet` of each tracklet."""
