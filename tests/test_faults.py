@@ -314,8 +314,10 @@ def train_until_first_checkpoint(run_dir: Path, log: Path, *args: str) -> subpro
 def test_a_signal_saves_the_current_step_and_exits_non_zero(tmp_path, signum):
     """SIGTERM hits a `-m` sweep's job (as a scheduler's would), SIGINT a single run."""
     sweep = signum == signal.SIGTERM
-    run_dir = tmp_path / "sweep" / "0" if sweep else tmp_path / "run"
-    where = ["-m", f"hydra.sweep.dir={tmp_path / 'sweep'}"] if sweep else [f"hydra.run.dir={run_dir}"]
+    run_dir = tmp_path / "sweep" / "seed=0" if sweep else tmp_path / "run"
+    where = (
+        ["-m", "seed=0,1", f"hydra.sweep.dir={tmp_path / 'sweep'}"] if sweep else [f"hydra.run.dir={run_dir}"]
+    )
     process = train_until_first_checkpoint(run_dir, tmp_path / "output.txt", *where)
     process.send_signal(signum)
     process.wait(timeout=120)
@@ -330,7 +332,8 @@ def test_a_signal_saves_the_current_step_and_exits_non_zero(tmp_path, signum):
     assert f"saved in '{last}'" in stderr and "Traceback" not in stderr
     assert temp_files(tmp_path) == []
     if sweep:
-        assert "0,interrupted" in (tmp_path / "sweep" / "summary.csv").read_text()
+        rows = (tmp_path / "sweep" / "summary.csv").read_text().splitlines()
+        assert any(row.startswith("seed=0,interrupted,") for row in rows), rows
 
 
 def test_interrupted_is_a_one_paragraph_error_with_the_signal_status():

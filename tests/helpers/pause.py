@@ -1,9 +1,9 @@
 """A test-only callback that holds one sweep job still, once, so that a test can signal it mid-training.
 
 At the start of training epoch `epoch` of the job whose `margin` is `at_margin` (pass `margin=${margin}`),
-it creates the file `flag` and waits up to `timeout_s`: Ctrl-C (SIGINT) interrupts the wait, SIGTERM (which
-Lightning only notes) ends it. Once `flag` exists it never waits again, so the same command run again
-passes."""
+it creates the file `flag` and waits up to `timeout_s`, until a signal arrives (the training task notes
+SIGINT and SIGTERM and acts on them at the end of the step, `reid.training.signals.StopOnSignal`). Once
+`flag` exists it never waits again, so the same command run again passes."""
 
 import time
 from pathlib import Path
@@ -23,5 +23,10 @@ class PauseOnce(pl.Callback):
             return
         self.flag.touch()
         deadline = time.monotonic() + self.timeout_s
-        while time.monotonic() < deadline and not trainer.received_sigterm:
+        while time.monotonic() < deadline and not signalled(trainer):
             time.sleep(0.05)
+
+
+def signalled(trainer: pl.Trainer) -> bool:
+    """Whether the run received SIGINT or SIGTERM (noted by `StopOnSignal`, or by Lightning itself)."""
+    return trainer.received_sigterm or any(getattr(c, "signum", None) for c in trainer.callbacks)
