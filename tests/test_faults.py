@@ -228,6 +228,7 @@ def writing(folder: Path) -> bool:
     return False
 
 
+@pytest.mark.slow
 def test_a_write_killed_mid_way_leaves_the_previous_checkpoint_and_the_next_run_clears_it(
     digits_cfg, tmp_path, capsys
 ):
@@ -311,6 +312,7 @@ def train_until_first_checkpoint(run_dir: Path, log: Path, *args: str) -> subpro
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM-sweep", "SIGINT"])
+@pytest.mark.slow
 def test_a_signal_saves_the_current_step_and_exits_non_zero(tmp_path, signum):
     """SIGTERM hits a `-m` sweep's job (as a scheduler's would), SIGINT a single run."""
     sweep = signum == signal.SIGTERM

@@ -90,6 +90,7 @@ def test_random_states_come_back_from_a_checkpoint_file(tmp_path):
     assert draw() == first
 
 
+@pytest.mark.slow
 def test_mars_run_killed_mid_epoch_resumes_to_the_same_metrics_and_weights(mars, tmp_path):
     """SIGKILL at step 10 (epoch 1, 4 of 6 batches done; one loader worker, random crops and flips), then
     resume from its last.ckpt: the end equals the uninterrupted run's, bit for bit."""
@@ -149,6 +150,7 @@ def test_mars_run_killed_mid_epoch_resumes_to_the_same_metrics_and_weights(mars,
     )
 
 
+@pytest.mark.slow
 def test_epoch_counted_run_stopped_mid_epoch_resumes_exactly(digits_cfg, tmp_path):
     """The quickstart counts epochs and builds its loader early (for the schedule's length): a last.ckpt
     every 2 steps, a stop after step 6 (epoch 1, 2 of 4 batches), a resume: the same end as in one go."""
@@ -184,6 +186,7 @@ def test_nan_guard_saves_batch_norm_statistics_of_the_last_good_step(digits_cfg,
     assert len(statistics) == 6 and all(torch.isfinite(v).all() for v in statistics.values())
 
 
+@pytest.mark.slow
 def test_nan_guard_command_resumes_as_typed_at_the_lower_rate(tmp_path):
     """A step that diverges above lr 1e-3 (tests.helpers.diverge): the run stops with a command; typed
     into a shell, it resumes from the saved file at a tenth of the rate, passes the step and completes."""

@@ -65,6 +65,7 @@ def statuses(sweep: Path) -> list[tuple[str, str]]:
     return [(row["run"], row["status"]) for row in read_csv(sweep / "summary.csv")]
 
 
+@pytest.mark.slow
 def test_a_stopped_sweep_continues_where_it_stopped(tmp_path):
     sweep = tmp_path / "sweep"
     args = ["~callbacks.embedding_histograms", *pause(tmp_path / "paused", epoch=1)]
@@ -106,6 +107,7 @@ def test_a_stopped_sweep_continues_where_it_stopped(tmp_path):
     assert "margin=0.2,0.5" in earlier and "margin=0.2,0.5,1.0" in (sweep / "multirun.yaml").read_text()
 
 
+@pytest.mark.slow
 def test_sigterm_refreshes_the_summary_and_a_job_without_checkpoint_is_left_alone(tmp_path):
     sweep = tmp_path / "sweep"
     args = ["trainer.max_epochs=1", "~callbacks.embedding_histograms", *pause(tmp_path / "paused", epoch=0)]
@@ -126,6 +128,7 @@ def test_sigterm_refreshes_the_summary_and_a_job_without_checkpoint_is_left_alon
     assert snapshot(sweep / "margin=0.5") == stopped
 
 
+@pytest.mark.slow
 def test_a_run_refuses_a_folder_holding_a_run_unless_it_resumes_it(tmp_path):
     run_dir = tmp_path / "run"
     first = subprocess.run(
@@ -166,6 +169,7 @@ def test_a_run_refuses_a_folder_holding_a_run_unless_it_resumes_it(tmp_path):
     assert OmegaConf.load(run_dir / ".hydra" / "resume-1" / "config.yaml").ckpt_path == str(last)
 
 
+@pytest.mark.slow
 def test_optuna_trials_get_their_own_folders_and_a_longer_search_reuses_them(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
     sweep = tmp_path / "sweep"
