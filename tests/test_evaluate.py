@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,16 +20,11 @@ from reid.retrieval.ranking import rank_metrics
 from reid.tasks.evaluate import evaluate
 from reid.tasks.train import train
 from reid.training.checkpoints import MODEL_CARD, check_checkpoint
+from tests.helpers.cli import run_script
 from tests.helpers.mars import write_small_mars
 
 ROOT = Path(__file__).resolve().parents[1]
 METRICS = ["mAP", "rank1", "rank5", "rank10", "rank20"]
-
-
-def cli(script: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(ROOT / script), *args], cwd=ROOT, capture_output=True, text=True, timeout=600
-    )
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +39,7 @@ def mars(tmp_path_factory) -> Path:
 def trained(mars, tmp_path_factory) -> Path:
     """The run folder of `train.py experiment=mars_smoke`, shortened to 40 steps."""
     run_dir = tmp_path_factory.mktemp("train") / "run"
-    result = cli(
+    result = run_script(
         "train.py",
         "experiment=mars_smoke",
         f"dataset.root={mars}",
@@ -96,7 +89,7 @@ def test_training_logs_reid_metrics_by_step(trained, mars):
 
 def test_evaluate_cli_official_with_reranking(trained, mars, tmp_path):
     eval_dir = tmp_path / "eval"
-    result = cli(
+    result = run_script(
         "evaluate.py",
         f"ckpt_path={trained / 'checkpoints' / 'last.ckpt'}",
         f"dataset.root={mars}",

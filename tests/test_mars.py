@@ -147,6 +147,15 @@ def test_missing_folder_and_info_files_are_all_listed(tree):
     assert all(s in str(err.value) for s in ("bbox_test/", "info/query_IDX.mat", "info/train_name.txt"))
 
 
+@pytest.mark.parametrize("keep_bytes", [0, 300], ids=["empty", "truncated"])
+def test_unreadable_tracks_file_is_named(tree, keep_bytes):
+    root, _ = tree
+    path = root / "info" / "tracks_train_info.mat"
+    path.write_bytes(path.read_bytes()[:keep_bytes])
+    with pytest.raises(DataError, match=f"{path} could not be read as a MATLAB .mat file"):
+        load_mars(root)
+
+
 def test_mat_with_wrong_variable(tree):
     root, _ = tree
     path = root / "info" / "tracks_train_info.mat"

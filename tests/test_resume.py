@@ -29,22 +29,13 @@ from reid.training.datamodules.in_memory import DigitsDataModule
 from reid.training.module import EmbeddingModule
 from reid.training.random_states import RANDOM_STATES, capture_random_states, restore_random_states
 from reid.training.schedules import warmup_cosine
+from tests.helpers.cli import train_cli
 from tests.helpers.mars import write_small_mars
 from tests.helpers.pause_at_step import StoppedAtStep
 
 ROOT = Path(__file__).resolve().parents[1]
 QUIET = ["~callbacks.rich_progress_bar", "+trainer.enable_progress_bar=false"]
 RESTART_WARNING = "resuming from a checkpoint that ended before the epoch ended"
-
-
-def train_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), "trainer.accelerator=cpu", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 def checkpoint(path: Path) -> dict:

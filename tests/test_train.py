@@ -2,8 +2,6 @@
 
 import gzip
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +14,7 @@ from test_idx import idx_bytes
 from reid.data.samplers import PKSampler
 from reid.errors import ConfigError, DataError
 from reid.tasks.train import train
+from tests.helpers.cli import train_cli
 from tests.helpers.configs import compose_train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -29,16 +28,6 @@ SCALARS = [
     "val/mAP",
     "val/knn_accuracy",
 ]
-
-
-def run_cli(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(ROOT / "train.py"), "trainer.accelerator=cpu", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 def events(run_dir: Path) -> EventAccumulator:
@@ -70,7 +59,7 @@ def write_fake_mnist(folder: Path, n_train: int = 240, n_test: int = 100) -> Pat
 
 def test_quickstart_cli_writes_run_folder_and_learns(tmp_path):
     run_dir = tmp_path / "run"
-    result = run_cli("experiment=quickstart", "trainer.max_epochs=3", f"hydra.run.dir={run_dir}")
+    result = train_cli("experiment=quickstart", "trainer.max_epochs=3", f"hydra.run.dir={run_dir}")
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"Run folder: {run_dir}" in result.stdout
 
@@ -110,7 +99,7 @@ def test_overrides_on_an_mnist_folder(tmp_path):
 
 
 def test_misspelt_key_is_an_error_naming_it(tmp_path):
-    result = run_cli("marginn=0.3", f"hydra.run.dir={tmp_path / 'run'}")
+    result = train_cli("marginn=0.3", f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode != 0
     assert "marginn" in result.stderr and "not in struct" in result.stderr
 
@@ -118,7 +107,7 @@ def test_misspelt_key_is_an_error_naming_it(tmp_path):
 def test_missing_mnist_files_give_one_clear_paragraph(tmp_path):
     empty = tmp_path / "nothing-here"
     empty.mkdir()
-    result = run_cli(f"dataset.root={empty}", "dataset.download=false", f"hydra.run.dir={tmp_path / 'run'}")
+    result = train_cli(f"dataset.root={empty}", "dataset.download=false", f"hydra.run.dir={tmp_path / 'run'}")
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     assert str(empty) in result.stderr and "train-images-idx3-ubyte.gz" in result.stderr

@@ -260,7 +260,7 @@ def _load_mat_var(path: Path, var: str) -> np.ndarray:
     """One variable of a MATLAB (v5) file, with errors that say what the file holds instead."""
     try:
         mat = scipy.io.loadmat(path)
-    except (ValueError, OSError, NotImplementedError) as err:
+    except (ValueError, OSError, NotImplementedError, scipy.io.matlab.MatReadError) as err:
         raise DataError(
             f"{path} could not be read as a MATLAB .mat file ({err}); re-copy it from the release."
         ) from err
@@ -323,7 +323,7 @@ def _build_tracklets(
         raise DataError(
             f"{len(missing):,} frames listed in {name_path} are missing on disk, e.g. "
             f"{image_dir / first[:4] / first}. Re-extract {image_dir.name}/ from the release, or set "
-            "skip_bad_frames=True to skip missing frames."
+            "dataset.skip_bad_frames=true to skip missing frames."
         )
     prefix = str(image_dir) + os.sep
     paths = np.array([prefix + n[:4] + os.sep + n for n in names.astype(str).tolist()], dtype=object)
@@ -418,8 +418,8 @@ class MarsFrameDataset(Dataset):
                 if not self.skip_bad_frames:
                     raise DataError(
                         f"Frame {path} could not be read as an image ({err}). Re-extract it from the "
-                        "release, or set skip_bad_frames=True to replace unreadable frames by readable "
-                        "ones of the same tracklet."
+                        "release, or set dataset.skip_bad_frames=true to replace unreadable frames by "
+                        "readable ones of the same tracklet."
                     ) from err
                 if path not in self.bad_paths:
                     log.warning("MARS: skipping unreadable frame %s (%s)", path, err)
