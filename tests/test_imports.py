@@ -10,7 +10,15 @@ ROOT = Path(__file__).resolve().parents[1]
 SOURCES = sorted(
     [*ROOT.glob("reid/**/*.py"), *ROOT.glob("scripts/*.py"), ROOT / "train.py", ROOT / "evaluate.py"]
 )
-CITING = sorted([*SOURCES, *ROOT.glob("configs/**/*.yaml"), *ROOT.glob("tests/**/*.py"), ROOT / "README.md"])
+CITING = sorted(
+    [
+        *SOURCES,
+        *ROOT.glob("configs/**/*.yaml"),
+        *ROOT.glob("tests/**/*.py"),
+        ROOT / "README.md",
+        *ROOT.glob("docs/*.md"),
+    ]
+)
 CITED_PATH = re.compile(r"(?<![\w/.-])((?:docs|scripts|configs|tests|reid)/[\w./-]*\w\.(?:md|py|yaml|png))")
 
 
