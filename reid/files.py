@@ -96,6 +96,13 @@ def remove_leftovers(folder: str | Path) -> list[Path]:
     return removed
 
 
+def clear_leftovers(*folders: str | Path) -> None:
+    """Removes, and says so, what writes killed mid-way left in `folders` (their temporary files only)."""
+    for folder in dict.fromkeys(Path(f) for f in folders):
+        for path in remove_leftovers(folder):
+            print(f"Removed '{path}', the partial file of a write that was killed (nothing else is touched).")
+
+
 def _lock(descriptor: int) -> bool:
     """Takes the advisory lock that marks a temporary file as being written; False where there are none."""
     try:

@@ -4,6 +4,7 @@ import errno
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -336,6 +337,23 @@ def test_a_signal_saves_the_current_step_and_exits_non_zero(tmp_path, signum):
     if sweep:
         rows = (tmp_path / "sweep" / "summary.csv").read_text().splitlines()
         assert any(row.startswith("seed=0,interrupted,") for row in rows), rows
+    else:
+        assert_suggested_command_resumes(re.search(r"Resume it with `(.+?)`\.", stderr)[1], step, tmp_path)
+
+
+def assert_suggested_command_resumes(command: str, step: int, folder: Path) -> None:
+    """The command the message suggests, typed as printed (in `folder`), resumes past `step`."""
+    log = folder / "resumed.txt"
+    with log.open("w") as output:
+        resumed = subprocess.Popen(shlex.split(command), cwd=folder, stdout=output, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while not (saved := list((folder / "outputs").glob("*/*/checkpoints/last.ckpt"))):
+        assert resumed.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.05)
+    resumed.send_signal(signal.SIGINT)
+    resumed.wait(timeout=120)
+    assert resumed.returncode == 130, log.read_text()[-3000:]
+    assert torch.load(saved[0], map_location="cpu", weights_only=True)["global_step"] > step
 
 
 def test_interrupted_is_a_one_paragraph_error_with_the_signal_status():

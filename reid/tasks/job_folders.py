@@ -21,6 +21,7 @@ from pathlib import Path
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
+from reid.files import clear_leftovers, write_text
 from reid.reporting.sweeps import as_written
 
 RESOLVER = "reid.job_folder"
@@ -74,11 +75,12 @@ def record_sweep(config: DictConfig) -> None:
     `optimization_results.1.yaml`, ..."""
     sweep_dir = Path(config.hydra.sweep.dir)
     sweep_dir.mkdir(parents=True, exist_ok=True)
+    clear_leftovers(sweep_dir)  # summary files of a sweep killed while writing them
     text = OmegaConf.to_yaml(config)
     for path in (sweep_dir / name for name in REWRITTEN_BY_SWEEPERS):
         if path.is_file() and not (path.name == SWEEP_CONFIG and path.read_text() == text):
             keep_aside(path)
-    (sweep_dir / SWEEP_CONFIG).write_text(text)
+    write_text(sweep_dir / SWEEP_CONFIG, text)
 
 
 OmegaConf.register_new_resolver(RESOLVER, job_folder, replace=True)

@@ -6,12 +6,12 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from reid.files import clear_leftovers
 from reid.tasks.checks import check_train_config
 from reid.training.checkpoints import (
     AtomicCheckpointIO,
     ModelCard,
     check_checkpoint,
-    remove_partial_checkpoints,
 )
 from reid.training.random_states import RandomStates
 from reid.training.signals import StopOnSignal
@@ -41,9 +41,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     output_dir = Path(cfg.paths.output_dir)
     checkpoint_dir = output_dir / "checkpoints"
     print(f"Run folder: {output_dir}")
-    remove_partial_checkpoints(
-        output_dir, checkpoint_dir, *([Path(cfg.ckpt_path).parent] if cfg.ckpt_path else [])
-    )
+    clear_leftovers(output_dir, checkpoint_dir, *([Path(cfg.ckpt_path).parent] if cfg.ckpt_path else []))
     datamodule = instantiate(cfg.dataset)
     module = instantiate(cfg.module)
     if cfg.ckpt_path:

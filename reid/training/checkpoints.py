@@ -27,7 +27,7 @@ from pytorch_lightning.plugins.io import TorchCheckpointIO
 from torch import nn
 
 from reid.errors import ConfigError
-from reid.files import atomic_file, remove_leftovers
+from reid.files import atomic_file
 from reid.models import ConvNet, LuNet
 
 MODEL_CARD = "reid_model_card"
@@ -112,13 +112,6 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         torch.save(checkpoint, buffer)
         with atomic_file(path) as file:
             file.write(buffer.getbuffer())
-
-
-def remove_partial_checkpoints(*folders: str | Path) -> None:
-    """Removes, and says so, what writes killed mid-way left in `folders` (their temporary files only)."""
-    for folder in dict.fromkeys(Path(f) for f in folders):
-        for path in remove_leftovers(folder):
-            print(f"Removed '{path}', the partial file of a write that was killed (nothing else is touched).")
 
 
 class ModelCard(pl.Callback):

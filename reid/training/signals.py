@@ -15,6 +15,7 @@ from typing import Any
 import pytorch_lightning as pl
 
 from reid.errors import Interrupted
+from reid.training.command import rerun_command
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -58,10 +59,11 @@ class StopOnSignal(pl.Callback):
         signum = self.signum or signal.SIGTERM  # a signal that reached another rank only
         self._restore()
         trainer.save_checkpoint(self.path)
+        command = rerun_command({"ckpt_path": str(self.path)})
         raise Interrupted(
             f"{signal.Signals(signum).name} received: training stopped at step {trainer.global_step} "
             f"(epoch {trainer.current_epoch}) and that step is saved in '{self.path}'. Resume it with "
-            f"ckpt_path={self.path}",
+            + (f"`{command}`." if command else f"ckpt_path={self.path} and the run's other settings."),
             signum,
         )
 
