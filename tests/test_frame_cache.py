@@ -4,6 +4,7 @@ and `dataset.cache=true` giving the same batches as decoding the JPEGs."""
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import subprocess
 import sys
@@ -96,6 +97,22 @@ def test_unreadable_frame_fails_the_build_or_is_marked(mars, tmp_path):
     skipping = MarsFrameDataset([tracklet], *SIZE, skip_bad_frames=True, cache=cache)
     assert torch.equal(skipping[index][0], skipping[(index + 1) % len(tracklet.paths)][0])
     assert skipping.bad_paths == {broken}
+
+
+def test_a_killed_build_is_cleared_by_the_next_one(mars, tmp_path):
+    """A staging folder whose builder is gone is removed; one of a running process is not."""
+    cache_dir = tmp_path / "cache"
+    folder = cache_folder(cache_dir, *SIZE)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    abandoned = folder.with_name(f"{folder.name}.building-{dead.pid}")
+    running = folder.with_name(f"{folder.name}.building-{os.getppid()}")
+    for staging in (abandoned, running):
+        staging.mkdir(parents=True)
+        (staging / "frames.u8").write_bytes(b"partial")
+    build_cache(mars, cache_dir, *SIZE)
+    assert not abandoned.exists() and (running / "frames.u8").read_bytes() == b"partial"
+    assert FrameCache.open(mars, cache_dir, *SIZE).frames.shape[0] > 0
 
 
 def test_prepare_script_builds_then_reports_up_to_date(mars):

@@ -182,8 +182,8 @@ def build_cache(
             f"has {free / 1e9:.1f} GB free; nothing was written. Free space, or build it on another disk "
             "with --cache-dir (dataset.cache_dir when training)."
         )
+    remove_abandoned_builds(folder)
     staging = folder.with_name(f"{folder.name}.building-{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     try:
         meta = _build(root, staging, frames, stamp, height, width, workers, skip_bad_frames)
@@ -192,6 +192,27 @@ def build_cache(
         raise
     _swap_in(staging, folder)
     return folder, True, meta
+
+
+def remove_abandoned_builds(folder: Path) -> None:
+    """Removes, and says so, the staging folders `<folder>.building-<pid>` of builds whose process is gone
+    (killed mid-build); a build still running elsewhere is left alone."""
+    for staging in folder.parent.glob(f"{folder.name}.building-*"):
+        pid = staging.name.rpartition("-")[2]
+        if pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(staging, ignore_errors=True)
+            print(f"Removed '{staging}', the unfinished cache of a build that was killed.")
+
+
+def _running(pid: int) -> bool:
+    """Whether a process `pid` exists on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _build(
