@@ -99,6 +99,7 @@ def test_gathered_loss_has_the_gradient_of_the_global_batch(ranks, loss_name):
     assert not torch.allclose(ranks[0][loss_name, False]["grad"], ranks[0][loss_name, True]["grad"])
 
 
+@pytest.mark.slow
 def test_train_cli_with_ddp_shards_batches_and_validates_like_one_process(tmp_path):
     overrides = [
         "experiment=quickstart",
