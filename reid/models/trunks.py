@@ -56,7 +56,9 @@ def build_trunk(name: str, source: str, pretrained: bool) -> Trunk:
         return torchvision_trunk(name, pretrained)
     if source == "timm":
         return timm_trunk(name, pretrained)
-    raise ConfigError(f"model.source={source!r} is not a library of networks: use one of {', '.join(SOURCES)}.")
+    raise ConfigError(
+        f"model.source={source!r} is not a library of networks: use one of {', '.join(SOURCES)}."
+    )
 
 
 def torchvision_trunk(name: str, pretrained: bool) -> Trunk:
@@ -104,7 +106,9 @@ def timm_trunk(name: str, pretrained: bool) -> Trunk:
     `mean` and `std` of its pretrained config."""
     timm = import_timm()
     if not timm.is_model(name):
-        raise ConfigError(unknown_network(name, "timm", timm.list_models(), "model=torchvision model.name=..."))
+        raise ConfigError(
+            unknown_network(name, "timm", timm.list_models(), "model=torchvision model.name=...")
+        )
     try:
         network = timm.create_model(name, pretrained=pretrained, num_classes=0)
     except OSError as error:
@@ -113,9 +117,7 @@ def timm_trunk(name: str, pretrained: bool) -> Trunk:
     classifier = config.get("classifier") or ()
     classifier = (classifier,) if isinstance(classifier, str) else tuple(classifier)
     features = getattr(network, "head_hidden_size", None) or network.num_features
-    return Trunk(
-        network, features, classifier, tuple(config["mean"]), tuple(config["std"]), f"timm's {name}"
-    )
+    return Trunk(network, features, classifier, tuple(config["mean"]), tuple(config["std"]), f"timm's {name}")
 
 
 def timm_offline(name: str, timm: ModuleType, error: OSError) -> str:

@@ -64,7 +64,9 @@ def read_weights(path: str | Path) -> dict[str, Tensor]:
             "unpickling it could run code."
         ) from None
     if isinstance(state, dict):
-        state = next((state[key] for key in ("state_dict", "model") if isinstance(state.get(key), dict)), state)
+        state = next(
+            (state[key] for key in ("state_dict", "model") if isinstance(state.get(key), dict)), state
+        )
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
         raise ConfigError(f"model.weights='{path}' holds no state dict (tensors by name).")
     return state

@@ -9,13 +9,16 @@ Training adds a model card under `MODEL_CARD` to each checkpoint (`ModelCard`):
      "mean": [0.0], "std": [1.0],                        # the normalisation it applies inside itself
      "train_config": {...}}                              # the whole resolved training config, for reference
 
-so a checkpoint copied alone into an empty folder can be evaluated. Every backbone takes pixels / pixel_scale
-and normalises them itself, `(input - mean) / std` per channel (the ImageNet networks by their weights'
-mean and std, `reid.models.trinet`; ConvNet and LuNet by 0 and 1), so embedding, export and evaluation
-feed it pixels / pixel_scale and never normalise twice; `mean` and `std` say what it does. Checkpoints are read with
-`torch.load(weights_only=True)`: a file from someone else can hold tensors and plain values only, never
-code, and the card names its backbone from `reid.models` only (`build_backbone`). They are written with
-`AtomicCheckpointIO`: a kill or a full disk never leaves a partial `.ckpt` under its final name.
+so a checkpoint copied alone into an empty folder can be evaluated. The model's input is pixels /
+pixel_scale; `mean` and `std` are the normalisation the backbone applies inside itself, `(input - mean) /
+std` per channel (the ImageNet networks of `reid.models.trinet` by their weights' mean and std; ConvNet
+and LuNet by 0 and 1), so embedding, export and evaluation feed every backbone pixels / pixel_scale and
+never normalise twice.
+
+Checkpoints are read with `torch.load(weights_only=True)`: a file from someone else can hold tensors and
+plain values only, never code, and the card names its backbone from `reid.models` only (`build_backbone`).
+They are written with `AtomicCheckpointIO`: a kill or a full disk never leaves a partial `.ckpt` under its
+final name.
 """
 
 from __future__ import annotations
