@@ -17,6 +17,7 @@ from torch import nn
 
 from reid.errors import ConfigError
 from reid.models import EmbeddingNet, LuNet
+from reid.tasks.cli import run_cli
 from reid.tasks.train import train
 from reid.training.checkpoints import MODEL_CARD, ModelCard, load_model
 from tests.helpers.configs import compose_train
@@ -196,6 +197,17 @@ def test_offline_torchvision_download_names_the_file_and_its_folder(offline_torc
     offline_torch_hub.mkdir(parents=True, exist_ok=True)  # torch.hub made it for the download
     torch.save(imagenet_state, offline_torch_hub / "resnet18-f37072fd.pth")
     assert_trunk_holds(EmbeddingNet("resnet18", embed_dim=8, pretrained=True), imagenet_state)
+
+
+def test_offline_download_in_train_py_is_one_paragraph_and_exit_status_1(tmp_path, offline_torch_hub, capsys):
+    """Hydra wraps what the backbone raises while it is instantiated; the CLI still prints one paragraph."""
+    cfg = compose_train(tmp_path / "run", "dataset=digits", "model=resnet18", "model.pretrained=true")
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(train, cfg)
+    assert exit_info.value.code == 1
+    stderr = capsys.readouterr().err
+    assert stderr.startswith("\nError: model.pretrained=true could not download") and stderr.count("\n") == 2
+    assert "model.weights=/path/to/resnet18-f37072fd.pth" in stderr
 
 
 def test_offline_timm_download_names_the_hugging_face_file(tmp_path, monkeypatch):
