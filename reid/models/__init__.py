@@ -2,5 +2,6 @@
 
 from reid.models.convnet import ConvNet
 from reid.models.lunet import LuNet
+from reid.models.trinet import EmbeddingNet
 
-__all__ = ["ConvNet", "LuNet"]
+__all__ = ["ConvNet", "EmbeddingNet", "LuNet"]

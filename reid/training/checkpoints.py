@@ -5,13 +5,20 @@ Training adds a model card under `MODEL_CARD` to each checkpoint (`ModelCard`):
     {"version": 1,
      "model": {"_target_": "reid.models.convnet.ConvNet", "embed_dim": 2, ...},   # the backbone's config
      "embed_dim": 2, "channels": 1, "input_size": [28, 28],                      # (H, W) of its input
-     "pixel_scale": 255, "mean": [0.0], "std": [1.0],   # input = (uint8 pixels / pixel_scale - mean) / std
+     "pixel_scale": 255,                                 # the backbone's input: uint8 pixels / pixel_scale
+     "mean": [0.0], "std": [1.0],                        # the normalisation it applies inside itself
      "train_config": {...}}                              # the whole resolved training config, for reference
 
-so a checkpoint copied alone into an empty folder can be evaluated. Checkpoints are read with
-`torch.load(weights_only=True)`: a file from someone else can hold tensors and plain values only, never
-code, and the card names its backbone from `reid.models` only (`build_backbone`). They are written with
-`AtomicCheckpointIO`: a kill or a full disk never leaves a partial `.ckpt` under its final name.
+so a checkpoint copied alone into an empty folder can be evaluated. The model's input is pixels /
+pixel_scale; `mean` and `std` are the normalisation the backbone applies inside itself, `(input - mean) /
+std` per channel (the ImageNet networks of `reid.models.trinet` by their weights' mean and std; ConvNet
+and LuNet by 0 and 1), so embedding, export and evaluation feed every backbone pixels / pixel_scale and
+never normalise twice.
+
+Checkpoints are read with `torch.load(weights_only=True)`: a file from someone else can hold tensors and
+plain values only, never code, and the card names its backbone from `reid.models` only (`build_backbone`).
+They are written with `AtomicCheckpointIO`: a kill or a full disk never leaves a partial `.ckpt` under its
+final name.
 """
 
 from __future__ import annotations
@@ -28,14 +35,17 @@ from torch import nn
 
 from reid.errors import ConfigError
 from reid.files import atomic_file
-from reid.models import ConvNet, LuNet
+from reid.models import ConvNet, EmbeddingNet, LuNet
+from reid.models.weights import state_dict_differences
 
 MODEL_CARD = "reid_model_card"
 CARD_VERSION = 1
 BACKBONES: dict[str, type[nn.Module]] = {
-    f"{cls.__module__}.{cls.__name__}": cls for cls in (ConvNet, LuNet)
-} | {f"reid.models.{cls.__name__}": cls for cls in (ConvNet, LuNet)}
+    f"{cls.__module__}.{cls.__name__}": cls for cls in (ConvNet, LuNet, EmbeddingNet)
+} | {f"reid.models.{cls.__name__}": cls for cls in (ConvNet, LuNet, EmbeddingNet)}
 """The backbones a checkpoint may name, by the `_target_` its config gives them."""
+# Arguments that bring a backbone its starting weights (a file, a download): a checkpoint holds its own.
+STARTING_WEIGHTS = {"weights": None, "pretrained": False}
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -74,14 +84,7 @@ def check_state_dict(
     path: str | Path, state: dict[str, torch.Tensor], module: nn.Module, advice: str
 ) -> None:
     """Fail clearly when the weights `state` read from `path` do not fit `module` (names and shapes)."""
-    expected = module.state_dict()
-    problems = [f"missing {k}" for k in expected if k not in state]
-    problems += [f"unexpected {k}" for k in state if k not in expected]
-    problems += [
-        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(v.shape)}"
-        for k, v in expected.items()
-        if k in state and state[k].shape != v.shape
-    ]
+    problems = state_dict_differences(state, module.state_dict())
     if problems:
         raise ConfigError(
             f"Checkpoint '{path}' does not match the configured model ({len(problems)} differences, e.g. "
@@ -135,11 +138,25 @@ class ModelCard(pl.Callback):
             self.input_shape = tuple(batch[0].shape[1:])  # (C, H, W)
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
-        checkpoint[MODEL_CARD] = model_card(self.model, self.input_shape, self.train_config)
+        backbone = pl_module.backbone
+        checkpoint[MODEL_CARD] = model_card(
+            self.model,
+            self.input_shape,
+            self.train_config,
+            getattr(backbone, "input_mean", None),
+            getattr(backbone, "input_std", None),
+        )
 
 
-def model_card(model: dict, input_shape: tuple[int, ...] | None, train_config: dict | None) -> dict[str, Any]:
-    """The card of a backbone configured by `model` that takes (C, H, W) = `input_shape` inputs in [0, 1]."""
+def model_card(
+    model: dict,
+    input_shape: tuple[int, ...] | None,
+    train_config: dict | None,
+    mean: list[float] | None = None,
+    std: list[float] | None = None,
+) -> dict[str, Any]:
+    """The card of a backbone configured by `model` that takes (C, H, W) = `input_shape` inputs in [0, 1]
+    and normalises them by the per-channel `mean` and `std` inside itself (None: 0 and 1, no change)."""
     channels, height, width = (
         input_shape if input_shape is not None else (model.get("in_channels"), None, None)
     )
@@ -150,8 +167,8 @@ def model_card(model: dict, input_shape: tuple[int, ...] | None, train_config: d
         "channels": channels,
         "input_size": None if height is None else [height, width],
         "pixel_scale": 255,
-        "mean": [0.0] * channels if channels else None,
-        "std": [1.0] * channels if channels else None,
+        "mean": list(mean) if mean is not None else [0.0] * channels if channels else None,
+        "std": list(std) if std is not None else [1.0] * channels if channels else None,
         "train_config": train_config,
     }
 
@@ -177,10 +194,12 @@ def build_backbone(card: dict[str, Any], path: str | Path) -> nn.Module:
     """The backbone a model card describes, with freshly initialised weights.
 
     Only the networks of `reid.models` are built (`BACKBONES`): a card from someone else's file cannot make
-    this call anything else.
+    this call anything else. Starting weights the training config gave (`model.weights`, a file that may
+    be gone; `model.pretrained`, a download) are neither read nor fetched: the checkpoint holds the weights.
     """
     model = dict(card["model"])
     target = model.pop("_target_", None)
+    model |= {key: off for key, off in STARTING_WEIGHTS.items() if key in model}
     if target not in BACKBONES:
         raise ConfigError(
             f"The checkpoint '{path}' describes its backbone as {target!r}, which is not one of this "
