@@ -83,7 +83,13 @@ def test_every_choice_composes_and_instantiates(overrides, tmp_path):
 @pytest.mark.parametrize(
     ("dataset", "evaluator"),
     [("mnist", "class_retrieval"), ("fashion_mnist", "class_retrieval"), ("digits", "class_retrieval")]
-    + [("mars", "tracklet")],
+    + [
+        ("mars", "tracklet"),
+        ("market1501", "tracklet"),
+        ("cub200", "unseen_classes"),
+        ("sop", "unseen_classes"),
+    ]
+    + [("image_folder", "image_retrieval"), ("csv", "image_retrieval")],
 )
 def test_each_dataset_chooses_its_evaluator(dataset, evaluator, tmp_path):
     cfg = compose_config(tmp_path, f"dataset={dataset}", hydra=True)
@@ -127,7 +133,10 @@ def test_fashion_mnist_is_mnist_with_its_own_files(tmp_path):
     assert differ == {"_target_", "root"} and list(fashion) == list(mnist)
 
 
-@pytest.mark.parametrize("experiment", ["mars_seed", "mars_smoke", "mars_paper"])
+@pytest.mark.parametrize(
+    "experiment",
+    ["mars_seed", "mars_smoke", "mars_paper", "market_seed", "market_smoke", "market_paper", "folder_smoke"],
+)
 def test_mars_experiments_are_counted_in_steps(experiment, tmp_path):
     cfg = compose_config(tmp_path, f"experiment={experiment}")
     assert cfg.trainer.max_epochs == -1 and cfg.trainer.check_val_every_n_epoch is None

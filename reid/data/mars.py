@@ -28,7 +28,7 @@ import torch
 from rich.table import Table
 from torch.utils.data import Dataset
 
-from reid.data.jpeg import decode_frame
+from reid.data.image_files import decode_image
 from reid.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -53,11 +53,13 @@ class Tracklet:
 
 @dataclass
 class MarsSplits:
-    """Train, query and gallery tracklets of one protocol.
+    """Train, query and gallery tracklets of one protocol (MARS's, or of any query/gallery image set whose
+    images are single-frame tracklets: Market-1501, own folders and CSV lists).
 
-    torchreid: junk (pid -1) dropped everywhere; gallery = the test rows not in `query_IDX`.
-    official: query = every `query_IDX` row; gallery = all test rows, the queries and junk (pid -1)
+    MARS, torchreid: junk (pid -1) dropped everywhere; gallery = the test rows not in `query_IDX`.
+    MARS, official: query = every `query_IDX` row; gallery = all test rows, the queries and junk (pid -1)
     included, so the evaluation must skip pid -1 and same-camera matches itself.
+    `dataset` names the set in the summary's title; `notes` are extra lines of its caption (what was dropped).
     """
 
     train: list[Tracklet]
@@ -67,15 +69,18 @@ class MarsSplits:
     root: Path
     skipped_frames: int = 0
     skipped_tracklets: int = 0
+    dataset: str = "MARS"
+    notes: tuple[str, ...] = ()
 
     def counts(self) -> dict[str, dict[str, int]]:
-        """Per split: real identities (pid >= 1), tracklets, frames, cameras, distractor/junk tracklets."""
+        """Per split: real identities (pid >= 1), tracklets, frames, cameras, distractor and junk tracklets.
+        Training pids are labels (Market-1501's count from 0): all of them are identities there."""
         out = {}
         for name in ("train", "query", "gallery"):
             tracklets = getattr(self, name)
-            pids = [t.pid for t in tracklets]
+            pids = [t.pid for t in tracklets] if name != "train" else [max(t.pid, 1) for t in tracklets]
             out[name] = {
-                "ids": len({p for p in pids if p > 0}),
+                "ids": len({t.pid for t in tracklets if t.pid > 0 or name == "train"}),
                 "tracklets": len(tracklets),
                 "frames": sum(len(t.paths) for t in tracklets),
                 "cameras": len({t.camid for t in tracklets}),
@@ -86,17 +91,19 @@ class MarsSplits:
 
     def summary(self) -> Table:
         """A rich table of `counts()`, with the protocol and any skipped frames in the caption."""
-        table = Table(title=f"MARS ({self.protocol} protocol) at {self.root}")
+        table = Table(title=f"{self.dataset} ({self.protocol} protocol) at {self.root}")
         table.add_column("split")
         for key in ("ids", "tracklets", "frames", "cameras", "distractors", "junk"):
             table.add_column(key, justify="right")
         for name, row in self.counts().items():
             table.add_row(name, *(f"{v:,}" for v in row.values()))
+        notes = list(self.notes)
         if self.skipped_frames:
-            table.caption = (
+            notes.append(
                 f"skipped {self.skipped_frames:,} missing or unreadable frames "
                 f"({self.skipped_tracklets:,} tracklets left empty and dropped)"
             )
+        table.caption = "\n".join(notes) or None
         return table
 
 
@@ -361,10 +368,16 @@ class MarsFrameDataset(Dataset):
     `pids`, `camids` and `tracklet_ids` (numpy, one entry per item) let samplers and evaluation work without
     decoding images. For the paper's augmentation decode slightly larger (e.g. 144 x 72) and let
     `transform` (a callable on the image tensor) random-crop to 128 x 64 and flip.
-    Frames are decoded from the JPEGs, or read from `cache` (a prepared frame cache of the same size).
-    With `skip_bad_frames`, an unreadable frame is replaced by the next readable one of its tracklet and
-    counted in `bad_paths` (per worker process; each is also logged once).
+    Frames are decoded from their files (any format, `reid.data.image_files.decode_image`), or read from
+    `cache` (a prepared frame cache of the same size). With `skip_bad_frames`, an unreadable frame is
+    replaced by the next readable one of its tracklet and counted in `bad_paths` (per worker process; each
+    is also logged once); without, it stops with a `DataError` that ends with `unreadable_hint`.
     """
+
+    unreadable_hint = (
+        "Re-extract it from the release, or set dataset.skip_bad_frames=true to replace unreadable frames by "
+        "readable ones of the same tracklet."
+    )
 
     def __init__(
         self,
@@ -374,8 +387,10 @@ class MarsFrameDataset(Dataset):
         transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
         skip_bad_frames: bool = False,
         cache: FrameSource | None = None,
+        unreadable_hint: str | None = None,
     ):
         self.tracklets = list(tracklets)
+        self.unreadable_hint = unreadable_hint or self.unreadable_hint
         self.height, self.width = height, width
         self.transform = transform
         self.skip_bad_frames = skip_bad_frames
@@ -417,9 +432,7 @@ class MarsFrameDataset(Dataset):
             except OSError as err:
                 if not self.skip_bad_frames:
                     raise DataError(
-                        f"Frame {path} could not be read as an image ({err}). Re-extract it from the "
-                        "release, or set dataset.skip_bad_frames=true to replace unreadable frames by "
-                        "readable ones of the same tracklet."
+                        f"Frame {path} could not be read as an image ({err}). {self.unreadable_hint}"
                     ) from err
                 if path not in self.bad_paths:
                     log.warning("MARS: skipping unreadable frame %s (%s)", path, err)
@@ -427,7 +440,7 @@ class MarsFrameDataset(Dataset):
         raise DataError(f"No frame of the tracklet holding {self.paths[index]} could be read; re-extract it.")
 
     def read_image(self, path: str) -> torch.Tensor:
-        """One frame as uint8 (3, height, width), from the cache if there is one, else from its JPEG."""
+        """One frame as uint8 (3, height, width), from the cache if there is one, else from its file."""
         if self.cache is not None:
             return torch.from_numpy(self.cache.read(path))
-        return torch.from_numpy(decode_frame(path, self.height, self.width)).permute(2, 0, 1).contiguous()
+        return torch.from_numpy(decode_image(path, self.height, self.width)).permute(2, 0, 1).contiguous()

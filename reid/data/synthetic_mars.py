@@ -79,7 +79,7 @@ def make_synthetic_mars(
     rng = np.random.default_rng(seed)
     gains = rng.uniform(0.75, 1.2, (cameras, 1)) * rng.uniform(0.9, 1.1, (cameras, 3))
     pids = rng.choice(np.arange(1, 1501), ids_train + ids_test, replace=False)
-    looks = {int(pid): _random_look(rng) for pid in pids}
+    looks = {int(pid): random_look(rng) for pid in pids}
     lengths = (min_frames, max_frames)
 
     train_plan = {int(p): _train_cameras(rng, cameras) for p in np.sort(pids[:ids_train])}
@@ -160,11 +160,11 @@ def _write_split(
         folder = image_dir / _folder(pid)
         folder.mkdir(parents=True)
         for number, cam in enumerate(cams, start=1):
-            state = _tracklet_state(rng)
+            state = tracklet_state(rng)
             names = []
             for frame in range(1, rng.integers(lengths[0], lengths[1] + 1) + 1):
                 name = f"{_folder(pid)}C{cam}T{number:04d}F{frame:03d}.jpg"
-                pixels = _render(looks.get(pid), state, gains[cam - 1], pid, rng)
+                pixels = render_person(looks.get(pid), state, gains[cam - 1], pid, rng)
                 Image.fromarray(pixels).save(folder / name, quality=90)
                 names.append(name)
             rows.append(TrackRow(pid, cam, tuple(names)))
@@ -176,7 +176,7 @@ def _folder(pid: int) -> str:
     return "00-1" if pid == -1 else f"{pid:04d}"
 
 
-def _random_look(rng: np.random.Generator) -> dict:
+def random_look(rng: np.random.Generator) -> dict:
     """An identity's clothing: torso/legs/pattern/hair colours, torso pattern and an optional bag."""
     return {
         "torso": rng.uniform(0.05, 0.95, 3),
@@ -188,13 +188,13 @@ def _random_look(rng: np.random.Generator) -> dict:
     }
 
 
-def _tracklet_state(rng: np.random.Generator) -> dict:
+def tracklet_state(rng: np.random.Generator) -> dict:
     """What stays fixed within a tracklet: background colour, position and size of the person."""
     background = rng.uniform(0.3, 0.7) + rng.uniform(-0.08, 0.08, 3)  # greyish: colour belongs to people
     return {"background": background, "x": rng.uniform(-8, 8), "scale": rng.uniform(0.88, 1.05)}
 
 
-def _render(
+def render_person(
     look: dict | None, state: dict, gain: np.ndarray, pid: int, rng: np.random.Generator
 ) -> np.ndarray:
     """One 256 x 128 RGB uint8 frame: background, person (distractor: blobs; junk: noise), camera cast.

@@ -1,0 +1,176 @@
+"""Each image dataset trains end to end through `train.py`'s task (slow), the experiments compose (fast),
+and a real-image check on Fashion-MNIST written as class folders (slow; skipped without ../shared/data)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra.utils import instantiate
+from PIL import Image
+
+from reid.data.idx import read_idx
+from reid.data.mars import to_unit_float
+from reid.data.synthetic_market import make_synthetic_market
+from reid.retrieval.ranking import leave_one_out_retrieval
+from reid.tasks.cli import run_cli
+from reid.tasks.train import train
+from tests.helpers.configs import compose_train
+from tests.helpers.image_trees import write_class_folders, write_cub, write_sop
+
+FASHION = Path(__file__).resolve().parents[2] / "shared" / "data" / "fashion-mnist"
+TINY_RUN = [
+    "model=convnet",
+    "model.in_channels=3",
+    "model.input_size=[16,16]",
+    "embed_dim=8",
+    "dataset.height=16",
+    "dataset.width=16",
+    "dataset.P=2",
+    "dataset.K=2",
+    "dataset.batches_per_epoch=2",
+    "dataset.num_workers=0",
+    "trainer.max_epochs=1",
+]
+
+
+def write_csv_list(root: Path) -> Path:
+    """images of 4 classes and a CSV naming them as train (2 classes), query and gallery (2 classes)."""
+    classes = write_class_folders(root / "images", classes=4, per_class=4)
+    lines = ["path,label,split"]
+    for label, paths in enumerate(classes.values()):
+        for k, path in enumerate(paths):
+            split = "train" if label < 2 else ("query" if k == 0 else "gallery")
+            lines.append(f"{path.relative_to(root)},{label},{split}")
+    (root / "list.csv").write_text("\n".join(lines) + "\n")
+    return root / "list.csv"
+
+
+def write_query_gallery_folders(root: Path) -> Path:
+    for split, seed in (("train", 1), ("query", 2), ("gallery", 2)):
+        write_class_folders(root / split, classes=3, per_class=2, seed=seed)
+    return root
+
+
+DATASETS = {  # name: (overrides, writer of the tree -> the dataset's path override, evaluator, metric)
+    "market1501": (
+        ["dataset=market1501"],
+        lambda d: (
+            f"dataset.root={make_synthetic_market(d, ids_train=3, ids_test=3, distractors=1, junk=1).root}"
+        ),
+        "tracklet",
+        "rank1",
+    ),
+    "image_folder classes": (
+        ["dataset=image_folder"],
+        lambda d: f"dataset.root={write_class_folders(d, classes=4, per_class=3) and d}",
+        "class_retrieval",
+        "precision_at_1",
+    ),
+    "image_folder query/gallery": (
+        ["dataset=image_folder", "evaluator.protocol=torchreid"],
+        lambda d: f"dataset.root={write_query_gallery_folders(d)}",
+        "tracklet",
+        "rank1",
+    ),
+    "csv query/gallery": (
+        ["dataset=csv", "evaluator.protocol=torchreid"],
+        lambda d: f"dataset.path={write_csv_list(d)}",
+        "tracklet",
+        "rank1",
+    ),
+    "cub200": (
+        ["dataset=cub200"],
+        lambda d: f"dataset.root={write_cub(d)}",
+        "class_retrieval",
+        "precision_at_1",
+    ),
+    "sop": (["dataset=sop"], lambda d: f"dataset.root={write_sop(d)}", "class_retrieval", "precision_at_1"),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", DATASETS)
+def test_each_dataset_trains_end_to_end(tmp_path, name):
+    """Two PK steps, one validation, checkpoints: every dataset through the real train config. The
+    unseen-class sets validate with `evaluator=class_retrieval` (loader 0 = test images and labels)."""
+    overrides, write, evaluator, metric = DATASETS[name]
+    data = tmp_path / "data"
+    data.mkdir()
+    path = write(data)
+    cfg = compose_train(
+        tmp_path / "run", *overrides[:1], f"evaluator={evaluator}", *overrides[1:], path, *TINY_RUN
+    )
+    metrics = train(cfg)
+    assert 0 <= metrics[f"val/{metric}"] <= 1 and "val/mAP" in metrics
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+
+
+@pytest.mark.parametrize("experiment", ["market_seed", "market_paper", "market_smoke", "folder_smoke"])
+def test_experiments_compose_with_their_datasets(tmp_path, experiment):
+    cfg = compose_train(
+        tmp_path, f"experiment={experiment}", "dataset.root=/data/x", "evaluator=class_retrieval"
+    )
+    assert cfg.trainer.max_steps > cfg.trainer.val_check_interval > 0
+    expected = "ImageFolderDataModule" if experiment == "folder_smoke" else "Market1501DataModule"
+    assert cfg.dataset._target_.endswith(expected)
+    if experiment == "market_paper":
+        assert (cfg.optimizer.lr, cfg.dataset.flip, cfg.dataset.crop_scale) == (3.0e-4, True, 1.125)
+    if experiment == "market_seed":
+        assert (cfg.optimizer.lr, cfg.margin, cfg.dataset.P, cfg.dataset.K) == (5.0e-4, 0.5, 32, 4)
+        assert cfg.trainer.max_steps == 25000 and cfg.scheduler.decay_start == 15000
+
+
+def test_folder_smoke_without_a_root_is_one_paragraph(tmp_path, capsys):
+    cfg = compose_train(tmp_path / "run", "experiment=folder_smoke", "evaluator=class_retrieval")
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(train, cfg)
+    assert exit_info.value.code == 1
+    stderr = capsys.readouterr().err
+    assert stderr.startswith("\nError: ") and stderr.count("\n") == 2
+    assert "dataset.root=/path/to/images" in stderr
+
+
+def write_fashion_folders(out: Path, per_class: int) -> Path:
+    """The first `per_class` test images of each Fashion-MNIST class as out/<label>_<name>/<index>.png."""
+    images = read_idx(FASHION / "t10k-images-idx3-ubyte.gz")
+    labels = read_idx(FASHION / "t10k-labels-idx1-ubyte.gz")
+    names = ["tshirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "boot"]
+    for label, name in enumerate(names):
+        folder = out / f"{label}_{name}"
+        folder.mkdir(parents=True)
+        for index in np.flatnonzero(labels == label)[:per_class]:
+            Image.fromarray(images[index]).save(folder / f"{index:05d}.png")
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not FASHION.is_dir(), reason=f"Fashion-MNIST files not found in {FASHION}")
+def test_fashion_mnist_folders_unseen_classes_recall(tmp_path):
+    """experiment=folder_smoke on Fashion-MNIST as class folders: trained on T-shirt..coat, tested on the
+    five unseen classes (sandal..boot). Recall@1 there must beat the same network untrained, which already
+    ranks these distinct shapes well (0.85); 300 steps instead of 100 gained only 0.003 more."""
+    root = write_fashion_folders(tmp_path / "fashion", per_class=300)
+    cfg = compose_train(
+        tmp_path / "run",
+        "experiment=folder_smoke",
+        f"dataset.root={root}",
+        "evaluator=class_retrieval",
+        "dataset.height=32",
+        "dataset.width=32",
+        "dataset.P=5",  # the five training classes
+        "dataset.K=8",
+    )
+    torch.manual_seed(cfg.seed)
+    untrained = instantiate(cfg.model).eval()
+    datamodule = instantiate(cfg.dataset)
+    datamodule.setup("test")
+    (loader,) = datamodule.test_dataloader()
+    with torch.inference_mode():
+        batches = [(untrained(to_unit_float(images)), labels) for images, labels in loader]
+    embeddings, labels = (torch.cat(column) for column in zip(*batches, strict=True))
+    assert set(labels.tolist()) == {5, 6, 7, 8, 9}
+    before = leave_one_out_retrieval(embeddings, labels)["precision_at_1"]
+    after = train(cfg)["val/precision_at_1"]
+    print(f"\nFashion-MNIST unseen classes, Recall@1: trained {after:.3f}, untrained {before:.3f}")
+    assert after > before + 0.01, (after, before)  # measured: 0.872 trained, 0.846 untrained
