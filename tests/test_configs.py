@@ -45,7 +45,10 @@ def compose_config(output_dir: Path, *overrides: str, name: str = "train", hydra
 
 def instantiate_run(cfg: DictConfig) -> tuple[LightningDataModule, LightningModule, Trainer]:
     """What `reid.tasks.train.train` builds before `fit`: the datamodule (not set up: no data is read), the
-    module, and the trainer with its callbacks and loggers."""
+    module, and the trainer with its callbacks and loggers. A backbone configured to download ImageNet weights
+    is built with random ones: tests never download (tests/test_trinet.py covers the download's messages)."""
+    if cfg.model.get("pretrained"):
+        cfg.model.pretrained = False
     datamodule = instantiate(cfg.dataset)
     module = instantiate(cfg.module)
     loggers = instantiate_all(cfg.get("logger"))
