@@ -198,6 +198,12 @@ def load_model(path: str | Path, fallback_model: DictConfig | dict | None = None
     `backbone.` in the checkpoint, as `EmbeddingModule` names them.
     """
     checkpoint = read_checkpoint(path)
+    if not any(key.startswith("backbone.") for key in checkpoint["state_dict"]):
+        raise ConfigError(
+            f"ckpt_path='{path}' holds weights, but none of a backbone (no 'backbone.*' entries): it was not "
+            "written by train.py of this project. Pass a .ckpt file of a train.py run, e.g. "
+            "ckpt_path=outputs/<date>/<time>/checkpoints/last.ckpt."
+        )
     card = checkpoint.get(MODEL_CARD) or card_from_run_folder(path)
     if card is None:
         if fallback_model is None:
