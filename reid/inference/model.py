@@ -38,8 +38,9 @@ class EmbeddingModel(nn.Module):
 
     def __init__(self, backbone: nn.Module, meta: dict[str, Any]):
         super().__init__()
-        self.backbone = backbone.eval()
+        self.backbone = backbone
         self.meta = meta
+        self.eval()
 
     def forward(self, images: Tensor) -> Tensor:
         """Preprocessed images (B, C, H, W) -> embeddings (B, D)."""
