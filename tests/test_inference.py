@@ -4,6 +4,7 @@ embedded into a resumable features file."""
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ from PIL import Image
 import reid
 from reid.errors import ConfigError, DataError
 from reid.tasks.embed import embed
+from tests.helpers.cli import run_script
 from tests.helpers.configs import CONFIGS
 from tests.helpers.inference import (
     CONVNET,
@@ -181,3 +183,46 @@ def test_embed_stops_on_an_empty_folder_or_another_checkpoints_features(ckpt, tm
                 tmp_path / "run4", f"ckpt_path={ckpt}", f"input={tmp_path / 'images'}", f"output={foreign}"
             )
         )
+
+
+@pytest.mark.slow
+def test_embed_and_export_clis_end_to_end(ckpt, model, tmp_path):
+    """The README's commands as a user types them: embed a folder, embed it again once it grew, export."""
+    images = tmp_path / "images"
+    write_images(images, ["a.png", "b.png"])
+    (images / "broken.png").write_bytes(b"\x89PNG broken")
+    output = tmp_path / "features.npz"
+    first = run_script(
+        "embed.py",
+        f"ckpt_path={ckpt}",
+        f"input={images}",
+        f"output={output}",
+        f"hydra.run.dir={tmp_path / 'e1'}",
+    )
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "Embedded 2 new images" in first.stdout and "skipped 1 that could not be decoded" in first.stdout
+    earlier = read_npz(output)
+    write_images(images, ["c.png"], seed=3)
+    second = run_script(
+        "embed.py",
+        f"ckpt_path={ckpt}",
+        f"input={images}",
+        f"output={output}",
+        f"hydra.run.dir={tmp_path / 'e2'}",
+    )
+    assert second.returncode == 0 and "Embedded 1 new images" in second.stdout
+    assert np.array_equal(read_npz(output)["features"][:2], earlier["features"])
+    onnx_file = tmp_path / "model.onnx"
+    exported = run_script(
+        "export.py", f"ckpt_path={ckpt}", f"output={onnx_file}", f"hydra.run.dir={tmp_path / 'x'}"
+    )
+    assert exported.returncode == 0, exported.stderr[-2000:]
+    difference = float(
+        re.search(r"Max abs difference to PyTorch on a random batch of 2: (\S+)\.\n", exported.stdout)[1]
+    )
+    assert difference <= 1e-4
+    again = run_script(
+        "export.py", f"ckpt_path={ckpt}", f"output={onnx_file}", f"hydra.run.dir={tmp_path / 'y'}"
+    )
+    assert again.returncode == 1 and "already exists and is left untouched" in again.stderr
+    assert "Traceback" not in again.stderr

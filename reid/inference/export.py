@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -93,22 +94,28 @@ def write_onnx(model: EmbeddingModel, buffer: io.BytesIO) -> None:
 
 
 def write_torchscript(model: EmbeddingModel, buffer: io.BytesIO) -> None:
-    """The backbone traced to TorchScript (any batch size) with `TORCHSCRIPT_META` as an extra file."""
+    """The backbone traced to TorchScript (any batch size) with `TORCHSCRIPT_META` as an extra file (the
+    trace is not checked by re-running it here: the export task compares the file with PyTorch)."""
     with torch.no_grad():
-        traced = torch.jit.trace(model.backbone, example_input(model))
+        traced = torch.jit.trace(model.backbone, example_input(model), check_trace=False)
     torch.jit.save(traced, buffer, _extra_files={TORCHSCRIPT_META: json.dumps(export_meta(model))})
 
 
-def run_exported(path: str | Path, file_format: str, images: Tensor) -> np.ndarray:
-    """Embeddings (B, D) of images (B, C, H, W) in [0, 1] computed by the exported file at `path`, with
+def load_exported(path: str | Path, file_format: str) -> Callable[[Tensor], np.ndarray]:
+    """The exported file at `path` as a function: images (B, C, H, W) in [0, 1] -> embeddings (B, D), run by
     onnxruntime (CPU) or `torch.jit.load`."""
     if file_format == "onnx":
         import onnxruntime
 
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        return session.run(None, {INPUT_NAME: images.numpy()})[0]
-    with torch.no_grad():
-        return torch.jit.load(str(path), map_location="cpu")(images).numpy()
+        return lambda images: session.run(None, {INPUT_NAME: images.numpy()})[0]
+    module = torch.jit.load(str(path), map_location="cpu")
+
+    def run(images: Tensor) -> np.ndarray:
+        with torch.no_grad():
+            return module(images).numpy()
+
+    return run
 
 
 def read_exported_meta(path: str | Path, file_format: str) -> dict[str, Any]:

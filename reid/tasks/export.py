@@ -13,7 +13,7 @@ import torch
 from omegaconf import DictConfig
 
 from reid.errors import ConfigError
-from reid.inference.export import FORMATS, example_input, export, run_exported
+from reid.inference.export import FORMATS, example_input, export, load_exported
 from reid.inference.model import load_model
 
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".pt"}
@@ -38,7 +38,7 @@ def export_checkpoint(cfg: DictConfig) -> dict[str, float]:
     images = example_input(model, seed=cfg.seed)
     with torch.no_grad():
         expected = model(images).numpy()
-    difference = float(abs(run_exported(output, cfg.format, images) - expected).max())
+    difference = float(abs(load_exported(output, cfg.format)(images) - expected).max())
     print(
         f"Wrote '{output}' ({cfg.format}, input (batch, {model.meta['channels']}, "
         f"{', '.join(map(str, model.meta['input_size']))}) = pixels / {model.meta['pixel_scale']}, "
