@@ -48,6 +48,7 @@ class EmbeddingModel(nn.Module):
 
     @property
     def device(self) -> torch.device:
+        """Where the weights are (embed moves each batch there)."""
         return next(self.backbone.parameters()).device
 
     def embed(self, images: ImageInput | Iterable[ImageInput], batch_size: int = 64) -> Tensor:
