@@ -1,7 +1,7 @@
 """Benchmark embed.py's pipeline: images/s of decoding JPEG files in workers and embedding them, against
 the bare forward pass on the same images already decoded (the peer: what the model alone allows).
 
-Generates 128 x 64 JPEG crops (smooth random colour blobs, about 3 KB each, like person crops), writes a
+Generates 128 x 64 JPEG crops (smooth random colour blobs, about 2 KB each, like person crops), writes a
 checkpoint with random weights for each backbone (convnet: mars_smoke's 3 x 64 x 32 ConvNet, D=32; lunet:
 LuNet 3 x 128 x 64, D=128), then times `reid.inference.images.embed_files` (what embed.py runs after
 loading the model) and `EmbeddingModel.embed_batch` on pre-decoded uint8 batches of the same size.

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +18,7 @@ from PIL import Image
 import reid
 from reid.errors import ConfigError, DataError
 from reid.tasks.embed import embed
-from tests.helpers.cli import run_script
+from tests.helpers.cli import ROOT, run_script
 from tests.helpers.configs import CONFIGS
 from tests.helpers.inference import (
     CONVNET,
@@ -50,6 +52,15 @@ def reference_embeddings(backbone: torch.nn.Module, paths: list[Path], channels:
         arrays.append(np.asarray(image, dtype=np.float32).reshape(height, width, channels))
     with torch.no_grad():
         return backbone(torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2) / 255)
+
+
+def test_import_reid_stays_free_of_torch_until_load_model_is_used():
+    loaded = "print('torch' in sys.modules)"
+    code = f"import sys, reid, reid.tasks; {loaded}; reid.load_model; {loaded}"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+    assert result.stdout.split() == ["False", "True"], result.stderr[-2000:]
 
 
 def test_meta_describes_the_input_and_the_run(model, ckpt):
