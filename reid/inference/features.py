@@ -53,22 +53,23 @@ def list_input(source: str | Path, classes: list[str] | None = None) -> ImageLis
             [str(Path(r.path).resolve()) for r in records],
             np.array([UNKNOWN if r.label is None else r.label for r in records], dtype=np.int64),
             np.array([UNKNOWN if r.camid is None else r.camid for r in records], dtype=np.int64),
+            list(classes or []),  # a file resumed from a CSV list keeps the classes it had
         )
     if not source.is_dir():
         raise ConfigError(
             f"input='{source}' is neither a folder nor a .csv file. Pass a folder of images (any depth) or a "
             "CSV list with a `path` column, e.g. input=/path/to/images."
         )
-    files = [path.resolve() for path in list_image_files(source)]
-    if not files:
+    found = list_image_files(source)
+    if not found:
         raise DataError(
             f"The folder '{source}' holds no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}, at any "
             "depth). Pass a folder with images, e.g. input=/path/to/images."
         )
-    root = source.resolve()
     folders = [
-        path.relative_to(root).parts[0] if len(path.relative_to(root).parts) > 1 else None for path in files
+        p.relative_to(source).parts[0] if len(p.relative_to(source).parts) > 1 else None for p in found
     ]
+    files = [path.resolve() for path in found]  # absolute: a later run from another folder finds them
     if None in folders:
         labels = np.full(len(files), UNKNOWN, dtype=np.int64)
         return ImageList([str(p) for p in files], labels, labels.copy(), list(classes or []))
