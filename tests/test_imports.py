@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+ENTRY_SCRIPTS = ("train.py", "evaluate.py", "embed.py", "export.py")
 SOURCES = sorted(
-    [*ROOT.glob("reid/**/*.py"), *ROOT.glob("scripts/*.py"), ROOT / "train.py", ROOT / "evaluate.py"]
+    [*ROOT.glob("reid/**/*.py"), *ROOT.glob("scripts/*.py"), *(ROOT / name for name in ENTRY_SCRIPTS)]
 )
 CITING = sorted(
     [

@@ -49,12 +49,24 @@ def decode_image(path: str | Path, height: int, width: int) -> np.ndarray:
         return decode_frame(path, height, width)
     try:
         with Image.open(path) as img:
-            rgb = img.convert("RGBA").convert("RGB") if img.mode in {"P", "PA", "LA"} else img.convert("RGB")
+            return rgb_array(img, height, width)
     except (UnidentifiedImageError, ValueError) as error:
         raise OSError(f"{path}: {error}") from None
+
+
+def rgb_array(image: Image.Image, height: int, width: int) -> np.ndarray:
+    """A PIL image of any mode as RGB uint8 (height, width, 3), resized bilinearly (transparency dropped)."""
+    rgb = image.convert("RGBA").convert("RGB") if image.mode in {"P", "PA", "LA"} else image.convert("RGB")
     if rgb.size != (width, height):
         rgb = rgb.resize((width, height), Image.Resampling.BILINEAR)
     return np.asarray(rgb, dtype=np.uint8).copy()
+
+
+def luma(rgb: np.ndarray) -> np.ndarray:
+    """RGB uint8 (..., 3) as grey uint8 (...) by the ITU-R 601-2 luma rule, bit for bit as PIL's "L" mode
+    computes it: L = R * 299/1000 + G * 587/1000 + B * 114/1000, in 16-bit fixed point, rounded."""
+    r, g, b = (rgb[..., i].astype(np.uint32) for i in range(3))
+    return ((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16).astype(np.uint8)
 
 
 def read_image_csv(path: str | Path, require_label: bool = True) -> list[ImageRecord]:

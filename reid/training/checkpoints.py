@@ -63,7 +63,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - every unreadable file gets a message naming it
         text = " ".join(str(error).split())
-        if "weights_only" in text or "Unsupported global" in text:
+        if "Unsupported global" in text:  # a class or function: garbage is "Unsupported operand"
             raise ConfigError(
                 f"ckpt_path='{path}' was refused: it holds Python objects beyond tensors and plain values, "
                 "and unpickling them could run code from the file. Only checkpoints written by train.py "
@@ -217,6 +217,12 @@ def load_model(path: str | Path, fallback_model: DictConfig | dict | None = None
     `backbone.` in the checkpoint, as `EmbeddingModule` names them.
     """
     checkpoint = read_checkpoint(path)
+    if not any(key.startswith("backbone.") for key in checkpoint["state_dict"]):
+        raise ConfigError(
+            f"ckpt_path='{path}' holds weights, but none of a backbone (no 'backbone.*' entries): it was not "
+            "written by train.py of this project. Pass a .ckpt file of a train.py run, e.g. "
+            "ckpt_path=outputs/<date>/<time>/checkpoints/last.ckpt."
+        )
     card = checkpoint.get(MODEL_CARD) or card_from_run_folder(path)
     if card is None:
         if fallback_model is None:
