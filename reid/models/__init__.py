@@ -1,6 +1,7 @@
-"""Embedding networks: images (B, C, H, W) -> embeddings (B, D)."""
+"""Embedding networks: images (B, C, H, W) -> embeddings (B, D); test-time augmentation of their input."""
 
 from reid.models.convnet import ConvNet
 from reid.models.lunet import LuNet
+from reid.models.tta import TTA_MODES, embed_with_tta
 
-__all__ = ["ConvNet", "LuNet"]
+__all__ = ["TTA_MODES", "ConvNet", "LuNet", "embed_with_tta"]
