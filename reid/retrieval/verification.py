@@ -9,9 +9,9 @@ Score = -distance (closer means more alike), as sklearn's `roc_auc_score` / `roc
 
 Exact without holding all negative distances (a test set of 20,000 images has 2e8 pairs): the positive
 pairs (same identity, few) are collected and sorted in a first pass; a second pass streams the negative
-distances chunk by chunk, adds up for each how many positives lie strictly below and at or below it
-(binary search: that sums to the AUC's pair counts), and keeps only the smallest floor(f x negatives) + 1
-negatives, which fix every TAR at FAR <= f. Distances are histogrammed on the way, for the figure.
+distances chunk by chunk, sorts each chunk and finds every positive's place in it by binary search (how
+many negatives lie above it, and at or above it: the AUC's pair counts), and keeps only the smallest
+floor(f x negatives) + 1 negatives, which fix every TAR at FAR <= f. Distances are histogrammed on the way, for the figure.
 """
 
 from __future__ import annotations
@@ -95,14 +95,11 @@ def pair_statistics(chunks: PairChunks, far: float = 1e-3, num_bins: int = NUM_B
     edges = np.linspace(0.0, top if top > 0 else 1.0, num_bins + 1)
     negative_counts = np.zeros(num_bins, dtype=np.int64)
     for dist, _, neg in chunks():
-        values = dist[neg].astype(np.float32)
-        below += int(np.searchsorted(positives, values, "left").sum())
-        at_or_below += int(np.searchsorted(positives, values, "right").sum())
-        smallest = np.concatenate([smallest, values])
-        if len(smallest) > n_keep:
-            smallest = np.partition(smallest, n_keep - 1)[:n_keep]
+        values = np.sort(dist[neg].astype(np.float32))  # numpy's vectorised sort: cheaper than the searches
+        below += int((len(values) - np.searchsorted(values, positives, "right")).sum())  # pos < neg
+        at_or_below += int((len(values) - np.searchsorted(values, positives, "left")).sum())  # pos <= neg
+        smallest = np.sort(np.concatenate([smallest, values[:n_keep]]))[:n_keep]
         negative_counts += np.histogram(values, edges)[0]
-    smallest.sort()
     roc_auc = (below + 0.5 * (at_or_below - below)) / (len(positives) * num_negative)
     tar, threshold = {}, math.nan
     for f in fars:
