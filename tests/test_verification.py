@@ -43,7 +43,9 @@ def test_class_pairs_match_sklearn(far):
     for f in (1e-2, 1e-3):
         assert result.tar_at_far[f] == pytest.approx(sklearn_reference(distances, positive, f)[1], abs=1e-12)
     assert (result.num_positive, result.num_negative) == (positive.sum(), (~positive).sum())
-    assert result.positive_counts.sum() == positive.sum() and result.negative_counts.sum() == (~positive).sum()
+    assert (
+        result.positive_counts.sum() == positive.sum() and result.negative_counts.sum() == (~positive).sum()
+    )
 
 
 def test_ties_between_positives_and_negatives_match_sklearn():

@@ -11,7 +11,8 @@ Exact without holding all negative distances (a test set of 20,000 images has 2e
 pairs (same identity, few) are collected and sorted in a first pass; a second pass streams the negative
 distances chunk by chunk, sorts each chunk and finds every positive's place in it by binary search (how
 many negatives lie above it, and at or above it: the AUC's pair counts), and keeps only the smallest
-floor(f x negatives) + 1 negatives, which fix every TAR at FAR <= f. Distances are histogrammed on the way, for the figure.
+floor(f x negatives) + 1 negatives, which fix every TAR at FAR <= f. Distances are histogrammed on the
+way, for the figure.
 """
 
 from __future__ import annotations

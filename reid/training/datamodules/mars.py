@@ -24,7 +24,7 @@ from reid.training.datamodules.resume import ResumablePKDataModule
 
 
 class MarsDataModule(ResumablePKDataModule):
-    """The MARS release at `root`, split by `protocol`, served as frames.
+    """The MARS release at `root`, split by `protocol`, served as frames: query/gallery data (`kind`).
 
     Args:
         root: the folder holding `bbox_train/`, `bbox_test/` and `info/`.
@@ -46,6 +46,9 @@ class MarsDataModule(ResumablePKDataModule):
             JPEGs; training needs the cache of its decode size, evaluation the one of (height, width).
         cache_dir: where the caches are (None: `<root>/cache`).
     """
+
+    kind = "query_gallery"
+    name = "MARS"
 
     def __init__(
         self,
