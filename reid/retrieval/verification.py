@@ -30,6 +30,7 @@ from reid.retrieval.distances import euclidean_distances
 
 REPORTED_FARS = (1e-2, 1e-3)
 NUM_BINS = 100
+CHUNK_PAIRS = 16_000_000  # distances per chunk of `class_pair_statistics` (64 MB of float32)
 
 # Chunks of candidate pairs: (distances (C, G), positive mask (C, G), negative mask (C, G)).
 PairChunks = Callable[[], Iterable[tuple[np.ndarray, np.ndarray, np.ndarray]]]
@@ -80,8 +81,7 @@ def pair_statistics(chunks: PairChunks, far: float = 1e-3, num_bins: int = NUM_B
     for dist, pos, neg in chunks():
         positives.append(dist[pos])
         num_negative += int(np.count_nonzero(neg))
-        counted = dist[pos | neg]
-        top = max(top, float(counted.max(initial=0.0)))
+        top = max(top, float(np.max(dist, where=pos | neg, initial=0.0)))
     positives = np.sort(np.concatenate(positives + [np.empty(0, np.float32)]).astype(np.float32))
     if len(positives) == 0 or num_negative == 0:
         raise DataError(
@@ -97,10 +97,15 @@ def pair_statistics(chunks: PairChunks, far: float = 1e-3, num_bins: int = NUM_B
     negative_counts = np.zeros(num_bins, dtype=np.int64)
     for dist, _, neg in chunks():
         values = np.sort(dist[neg].astype(np.float32))  # numpy's vectorised sort: cheaper than the searches
-        below += int((len(values) - np.searchsorted(values, positives, "right")).sum())  # pos < neg
-        at_or_below += int((len(values) - np.searchsorted(values, positives, "left")).sum())  # pos <= neg
+        first_not_below = np.searchsorted(values, positives, "left")  # negatives < each positive
+        tied = first_not_below < len(values)
+        tied[tied] = values[first_not_below[tied]] == positives[tied]  # rare: search those again
+        first_above = first_not_below.copy()
+        first_above[tied] = np.searchsorted(values, positives[tied], "right")
+        below += int((len(values) - first_above).sum())  # pairs with pos < neg
+        at_or_below += int((len(values) - first_not_below).sum())  # pairs with pos <= neg
         smallest = np.sort(np.concatenate([smallest, values[:n_keep]]))[:n_keep]
-        negative_counts += np.histogram(values, edges)[0]
+        negative_counts += _histogram(values, edges)
     roc_auc = (below + 0.5 * (at_or_below - below)) / (len(positives) * num_negative)
     tar, threshold = {}, math.nan
     for f in fars:
@@ -115,9 +120,16 @@ def pair_statistics(chunks: PairChunks, far: float = 1e-3, num_bins: int = NUM_B
         num_positive=len(positives),
         num_negative=num_negative,
         edges=edges,
-        positive_counts=np.histogram(positives, edges)[0],
+        positive_counts=_histogram(positives, edges),
         negative_counts=negative_counts,
     )
+
+
+def _histogram(ascending: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """`np.histogram(ascending, edges)[0]` of sorted values no larger than edges[-1], by binary search."""
+    bounds = np.searchsorted(ascending, edges, "left")
+    bounds[-1] = len(ascending)  # the last bin includes its right edge
+    return np.diff(bounds)
 
 
 def _operating_point(
@@ -137,14 +149,16 @@ def _operating_point(
 
 
 def class_pair_statistics(
-    embeddings: Tensor, labels, far: float = 1e-3, chunk_size: int = 1024
+    embeddings: Tensor, labels, far: float = 1e-3, chunk_size: int | None = None
 ) -> Verification:
     """`pair_statistics` of all distinct pairs (i < j) of N labelled embeddings (N, D): same label = positive.
 
-    Each chunk holds chunk_size x N distances (Euclidean); every pair is counted once.
+    Each chunk holds chunk_size x N distances (Euclidean; default: about `CHUNK_PAIRS` of them, since each
+    chunk searches every positive once); every pair is counted once.
     """
     x = torch.as_tensor(embeddings).detach().float().cpu()
     y = np.asarray(torch.as_tensor(labels).cpu(), dtype=np.int64)
+    chunk_size = chunk_size or max(1, CHUNK_PAIRS // max(len(y), 1))
 
     def chunks():
         for start in range(0, len(y), chunk_size):
