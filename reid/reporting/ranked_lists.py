@@ -117,12 +117,16 @@ def query_gallery_records(
     return worst_first(records)
 
 
-def leave_one_out_records(ranked: LeaveOneOut, paths: Sequence[str], labels: np.ndarray) -> list[QueryRecord]:
+def leave_one_out_records(
+    ranked: LeaveOneOut, paths: Sequence[str], labels: np.ndarray, top_k: int = 10
+) -> list[QueryRecord]:
     """Every test image's record against the other test images, worst AP@R first (`worst_first`); the
-    lists are `ranked.neighbours` (`reid.retrieval.unseen_classes.leave_one_out` of the same images)."""
+    lists are the first `top_k` of `ranked.neighbours` (`reid.retrieval.unseen_classes.leave_one_out` of
+    the same images)."""
     labels = np.asarray(labels)
     records = []
-    for q, (neighbours, distances) in enumerate(zip(ranked.neighbours, ranked.distances, strict=True)):
+    lists = zip(ranked.neighbours[:, :top_k], ranked.distances[:, :top_k], strict=True)
+    for q, (neighbours, distances) in enumerate(lists):
         items = tuple(
             RankedItem(paths[n], int(labels[n]), None, float(d), bool(labels[n] == labels[q]))
             for n, d in zip(neighbours, distances, strict=True)

@@ -22,7 +22,7 @@ from reid.retrieval.ranking import (
     leave_one_out_retrieval,
     rank_metrics,
 )
-from reid.retrieval.unseen_classes import DEFAULT_KS, unseen_class_metrics
+from reid.retrieval.unseen_classes import DEFAULT_KS, LeaveOneOut, unseen_class_metrics
 from reid.retrieval.verification import Verification, class_pair_statistics, query_gallery_pair_statistics
 
 
@@ -93,9 +93,13 @@ class UnseenClassEvaluator(PairStatistics):
         self.ks, self.nmi, self.seed = tuple(ks), nmi, seed
 
     def __call__(self, sets: dict[int, ValidationSet]) -> dict[str, float]:
-        test = sets[0]
-        metrics = unseen_class_metrics(test.embeddings, test.fields[0], self.ks, self.nmi, self.seed)
-        return metrics | self.verified(class_pair_statistics(test.embeddings, test.fields[0], self.far))
+        return self.evaluate(sets[0])
+
+    def evaluate(self, test: ValidationSet, ranked: LeaveOneOut | None = None) -> dict[str, float]:
+        """The metrics of a test set (embeddings, (labels,)); `ranked`: its `leave_one_out`, if at hand."""
+        embeddings, labels = test.embeddings, test.fields[0]
+        metrics = unseen_class_metrics(embeddings, labels, self.ks, self.nmi, self.seed, ranked)
+        return metrics | self.verified(class_pair_statistics(embeddings, labels, self.far))
 
 
 POOLINGS = ("mean", "max")
@@ -271,8 +275,14 @@ class ImageRetrievalEvaluator(TrackletRankEvaluator):
         self.unseen = UnseenClassEvaluator(ks, tta, far, nmi, seed)
 
     def __call__(self, sets: dict[int, ValidationSet]) -> dict[str, float]:
-        if 1 in sets:
-            return super().__call__(sets)
-        metrics = self.unseen(sets)
+        return super().__call__(sets) if 1 in sets else self.evaluate(sets[0])
+
+    @property
+    def ks(self) -> tuple[int, ...]:
+        return self.unseen.ks
+
+    def evaluate(self, test: ValidationSet, ranked: LeaveOneOut | None = None) -> dict[str, float]:
+        """`UnseenClassEvaluator.evaluate` of one test list."""
+        metrics = self.unseen.evaluate(test, ranked)
         self.last_verification = self.unseen.last_verification
         return metrics

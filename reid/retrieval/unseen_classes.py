@@ -104,12 +104,20 @@ def cluster_labels(embeddings: np.ndarray, num_clusters: int, seed: int = 0) -> 
 
 
 def unseen_class_metrics(
-    embeddings: Tensor, labels, ks: Sequence[int] = DEFAULT_KS, nmi: bool = True, seed: int = 0
+    embeddings: Tensor,
+    labels,
+    ks: Sequence[int] = DEFAULT_KS,
+    nmi: bool = True,
+    seed: int = 0,
+    ranked: LeaveOneOut | None = None,
 ) -> dict[str, float]:
     """`recall_at_{k}` for each k in `ks`, `map_at_r`, `r_precision`, `nmi` (when asked) and `num_query`
-    of the (N, D) embeddings and (N,) labels; see the module docstring for the definitions."""
+    of the (N, D) embeddings and (N,) labels; see the module docstring for the definitions.
+
+    `ranked`: their `leave_one_out` with `keep` >= max(ks), when the caller has it already.
+    """
     labels = np.asarray(torch.as_tensor(labels).cpu(), dtype=np.int64)
-    result = leave_one_out(embeddings, labels, keep=max(ks))
+    result = ranked if ranked is not None else leave_one_out(embeddings, labels, keep=max(ks))
     valid = ~np.isnan(result.ap_at_r)
     if not valid.any():
         raise DataError(

@@ -81,7 +81,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     backbone, card = load_model(cfg.ckpt_path, fallback_model=cfg.model)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     backbone = backbone.to(device)
-    datamodule = instantiate(cfg.dataset, **input_size(card, cfg.ckpt_path, dataset_name(cfg.dataset)))
+    configured = str(cfg.dataset.get("_target_", "")).rsplit(".", 1)[-1]
+    datamodule = instantiate(cfg.dataset, **input_size(card, cfg.ckpt_path, configured))
     datamodule.setup("test")
     evaluator = instantiate(cfg.evaluator)
     embed = EmbeddingRun(backbone, device, evaluator.tta)
@@ -98,17 +99,9 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     return result
 
 
-def dataset_name(datamodule_or_config) -> str:
-    """The datamodule's `name` (MARS), else its class name without `DataModule` (a config: its `_target_`)."""
-    name = getattr(datamodule_or_config, "name", None)
-    if isinstance(name, str):
-        return name
-    target = (
-        datamodule_or_config.get("_target_", "dataset")
-        if isinstance(datamodule_or_config, DictConfig)
-        else (type(datamodule_or_config).__name__)
-    )
-    return str(target).rsplit(".", 1)[-1].removesuffix("DataModule")
+def dataset_name(datamodule) -> str:
+    """The datamodule's `name` (MARS), else its class name without `DataModule`."""
+    return getattr(datamodule, "name", None) or type(datamodule).__name__.removesuffix("DataModule")
 
 
 def input_size(card: dict, path: str, dataset: str, data_channels: int = 3) -> dict[str, int]:
@@ -196,12 +189,13 @@ def evaluate_unseen_classes(datamodule, evaluator, embed: EmbeddingRun, output_d
     test = embed(loader[0] if isinstance(loader, list | tuple) else loader, "test")
     features, labels = test.embeddings, test.fields[0]
     paths = list(datamodule.test_paths)
+    ranked = leave_one_out(features, labels, keep=max(TOP_K, *evaluator.ks))  # for metrics and lists
     metrics = {"kind": UNSEEN_CLASSES, "num_images": len(labels), "num_classes": len(labels.unique())}
-    metrics |= evaluator({0: test})
+    metrics |= evaluator.evaluate(test, ranked)
     metrics["num_query"] = int(metrics["num_query"])
     with atomic_file(output_dir / "features.npz") as file:
         np.savez(file, features=features.numpy(), labels=labels.numpy(), paths=np.array(paths))
-    records = leave_one_out_records(leave_one_out(features, labels, keep=TOP_K), paths, labels.numpy())
+    records = leave_one_out_records(ranked, paths, labels.numpy(), TOP_K)
     return Evaluation(metrics, None, evaluator.last_verification, records)
 
 
