@@ -240,7 +240,7 @@ def counts_line(result: dict[str, Any]) -> str:
         )
     return (
         f"{result['num_query']} queries ({result['num_valid_query']} with a true match), "
-        f"{result['num_gallery']} gallery tracklets ranked."
+        f"{result['num_gallery']} gallery items (tracklets or images) ranked."
     )
 
 
