@@ -153,7 +153,7 @@ def ranked_list_image(record: QueryRecord) -> Image.Image:
 
 
 def _caption(place: str, label: int, camid: int | None) -> str:
-    """"#3: 12 c2" (rank, label, 1-based camera); the colon keeps rank and label apart in a small font."""
+    """ "#3: 12 c2" (rank, label, 1-based camera); the colon keeps rank and label apart in a small font."""
     return f"{place}: {label}" + ("" if camid is None else f" c{camid + 1}")
 
 

@@ -77,8 +77,10 @@ class UnseenClassEvaluator(PairStatistics):
     """Test classes unseen in training (CUB-200, SOP, own folders): loader 0 = test images (images, labels).
 
     Returns `recall_at_{k}` for each k in `ks`, `map_at_r`, `r_precision`, `nmi` (unless `nmi` is false:
-    k-means into thousands of classes is slow) and `num_query` (`reid.retrieval.unseen_classes`), and the
-    verification over all pairs of test images. `seed` seeds the k-means of NMI.
+    k-means into thousands of classes is slow) and `num_query` (`reid.retrieval.unseen_classes`), the
+    verification over all pairs of test images, and `mAP`, the leave-one-out mAP over whole rankings as
+    `ClassRetrievalEvaluator` computes it, so that `val/mAP` (the default `optimized_metric`, which
+    checkpoints and sweeps select on) exists for every kind of data. `seed` seeds the k-means of NMI.
     """
 
     def __init__(
@@ -99,6 +101,7 @@ class UnseenClassEvaluator(PairStatistics):
         """The metrics of a test set (embeddings, (labels,)); `ranked`: its `leave_one_out`, if at hand."""
         embeddings, labels = test.embeddings, test.fields[0]
         metrics = unseen_class_metrics(embeddings, labels, self.ks, self.nmi, self.seed, ranked)
+        metrics["mAP"] = leave_one_out_retrieval(embeddings, labels)["mAP"]
         return metrics | self.verified(class_pair_statistics(embeddings, labels, self.far))
 
 

@@ -7,8 +7,8 @@ was trained on (with `evaluator.tta`'s test-time augmentation), and writes, in i
 - `metrics.json`: the dataset, its kind, and for query/gallery data (MARS, Market-1501, own query and
   gallery lists) the protocol, mAP, rank1/5/10/20 and the query and gallery counts (the same under
   `reranked` with re-ranking); for unseen-class data (CUB-200, SOP, own test lists) recall_at_1/2/4/8,
-  map_at_r, r_precision, nmi and num_query; for both, the verification statistics roc_auc,
-  tar_at_far_1e-2, tar_at_far_1e-3 and threshold (docs/metrics.md).
+  map_at_r, r_precision, nmi, num_query and mAP (leave-one-out); for both, the verification statistics
+  roc_auc, tar_at_far_1e-2, tar_at_far_1e-3 and threshold (docs/metrics.md).
 - `features.npz`: query/gallery data: `q_features`, `q_pids`, `q_camids`, `g_features`, `g_pids`,
   `g_camids`; unseen-class data: `features` (N, D), `labels` (N,), `paths` (N,).
 - `rankings/*.png`: ranked lists of `n_show` queries (leave-one-out lists for unseen-class data).
@@ -255,6 +255,7 @@ def metrics_table(result: dict[str, Any]) -> Table:
         METRIC_KEYS if result["kind"] == QUERY_GALLERY else [k for k in result if k.startswith("recall_at_")]
     )
     keys = [*keys, *(k for k in ("map_at_r", "r_precision", "nmi") if k in result)]
+    keys += ["mAP"] if result["kind"] == UNSEEN_CLASSES else []
     for key in keys:
         table.add_row(key, *(f"{100 * c[key]:.2f}" for c in columns))
     for key in ("roc_auc", "tar_at_far_1e-2", "tar_at_far_1e-3"):
