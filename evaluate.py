@@ -1,4 +1,5 @@
-"""Evaluate a checkpoint on MARS: `python evaluate.py ckpt_path=... [dataset.root=...] [rerank=true]`."""
+"""Evaluate a checkpoint on a test set (docs/metrics.md):
+`python evaluate.py ckpt_path=... [dataset=<name>] [dataset.root=...] [rerank=true]`."""
 
 import hydra
 from omegaconf import DictConfig
@@ -6,7 +7,7 @@ from omegaconf import DictConfig
 
 @hydra.main(version_base="1.3", config_path="configs", config_name="evaluate")
 def main(cfg: DictConfig) -> float:
-    """Hydra entry point; returns the mAP."""
+    """Hydra entry point; returns the mAP (re-ID mAP, or leave-one-out mAP for unseen classes)."""
     # Imported once Hydra has accepted the config, as in train.py: a misspelt key fails in a second.
     from reid.tasks.cli import run_cli
     from reid.tasks.evaluate import evaluate

@@ -4,10 +4,20 @@ import pytest
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import RichProgressBar
+from pytorch_lightning.loggers import TensorBoardLogger
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from reid.losses import BatchHardTripletLoss
 from reid.models.convnet import ConvNet
-from reid.training.callbacks import EmbeddingFigures, NonFiniteLossError, NonFiniteLossGuard, ProgressBar
+from reid.models.tta import embed_with_tta
+from reid.retrieval.evaluators import UnseenClassEvaluator
+from reid.training.callbacks import (
+    EmbeddingFigures,
+    NonFiniteLossError,
+    NonFiniteLossGuard,
+    ProgressBar,
+    VerificationFigure,
+)
 from reid.training.datamodules.in_memory import DigitsDataModule
 from reid.training.module import EmbeddingModule
 
@@ -53,6 +63,37 @@ def test_embedding_figure_per_validation(tmp_path, embed_dim):
     trainer.fit(module, datamodule=DigitsDataModule())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch_000.png", "epoch_001.png"]
     assert module.last_validation.embeddings.shape == (540, embed_dim)
+
+
+class DigitsTestSplit(DigitsDataModule):
+    """Digits validated on the test split only (the unseen-class evaluator's one loader)."""
+
+    def val_dataloader(self):
+        return super().val_dataloader()[:1]
+
+
+def test_validation_embeds_with_the_evaluators_tta_and_logs_the_verification_figure(tmp_path):
+    pl.seed_everything(0)
+    evaluator = UnseenClassEvaluator(tta="flip", nmi=False)
+    module = EmbeddingModule(
+        ConvNet(4), BatchHardTripletLoss(0.5), lambda p: torch.optim.Adam(p), evaluator=evaluator
+    )
+    logger = TensorBoardLogger(str(tmp_path), name="", version="")
+    trainer = make_trainer(
+        [VerificationFigure()], max_epochs=1, limit_train_batches=1, logger=logger, num_sanity_val_steps=0
+    )
+    datamodule = DigitsTestSplit()
+    trainer.fit(module, datamodule=datamodule)
+    images = datamodule.val_dataloader()[0].dataset.images[:50]
+    with torch.inference_mode():
+        expected = embed_with_tta(module.backbone.eval(), images.float().unsqueeze(1) / 255, "flip")
+    assert torch.allclose(module.last_validation.embeddings[:50], expected, atol=1e-5)  # views averaged
+    assert {"val/recall_at_8", "val/map_at_r", "val/roc_auc", "val/threshold"} <= set(
+        trainer.callback_metrics
+    )
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    assert events.Tags()["images"] == ["val/verification"]
 
 
 def test_no_scatter_for_hundreds_of_identities(tmp_path):

@@ -16,7 +16,12 @@ from pytorch_lightning import LightningDataModule, LightningModule, Trainer
 
 from reid.errors import ConfigError
 from reid.losses import SoftMarginTripletLoss
-from reid.retrieval.evaluators import ClassRetrievalEvaluator, TrackletRankEvaluator
+from reid.retrieval.evaluators import (
+    ClassRetrievalEvaluator,
+    ImageRetrievalEvaluator,
+    TrackletRankEvaluator,
+    UnseenClassEvaluator,
+)
 from reid.tasks.checks import check_train_config
 from reid.tasks.train import instantiate_all
 
@@ -25,7 +30,12 @@ CONFIGS = ROOT / "configs"
 GROUPS = ["experiment", "dataset", "model", "loss", "trainer", "evaluator", "logger", "callbacks"]
 # Groups whose only config is always composed (paths, hydra), and the blocks experiments compose (shared).
 NOT_CHOSEN = {"paths", "hydra", "shared"}
-EVALUATORS = {"class_retrieval": ClassRetrievalEvaluator, "tracklet": TrackletRankEvaluator}
+EVALUATORS = {
+    "class_retrieval": ClassRetrievalEvaluator,
+    "tracklet": TrackletRankEvaluator,
+    "unseen_classes": UnseenClassEvaluator,
+    "image_retrieval": ImageRetrievalEvaluator,
+}
 
 
 def choices(group: str) -> list[str]:

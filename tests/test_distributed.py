@@ -148,7 +148,8 @@ def test_train_cli_with_ddp_shards_batches_and_validates_like_one_process(tmp_pa
     )
     single = trainer.validate(module, datamodule, ckpt_path=str(run_dir / "checkpoints" / "last.ckpt"))[0]
     ddp_metrics = {k: v for k, v in results["final"].items() if k.startswith("val/")}
-    assert set(ddp_metrics) == {"val/mAP", "val/precision_at_1", "val/knn_accuracy"}
+    verification = {"val/roc_auc", "val/tar_at_far_1e-2", "val/tar_at_far_1e-3", "val/threshold"}
+    assert set(ddp_metrics) == {"val/mAP", "val/precision_at_1", "val/knn_accuracy", *verification}
     # The same weights and images; one process per core here against two threads there round the
     # convolutions differently, which moves a leave-one-out mAP by about 1e-6.
     assert ddp_metrics == pytest.approx({k: single[k] for k in ddp_metrics}, abs=1e-5)

@@ -17,6 +17,7 @@ from reid.data.mars import MarsSplits, load_mars
 from reid.errors import ConfigError, DataError
 from reid.retrieval.evaluators import protocol_evaluator
 from reid.retrieval.ranking import rank_metrics
+from reid.retrieval.verification import query_gallery_pair_statistics
 from reid.tasks.evaluate import evaluate
 from reid.tasks.train import train
 from reid.training.checkpoints import MODEL_CARD, check_checkpoint
@@ -78,7 +79,10 @@ def valid_queries(splits: MarsSplits) -> int:
 def test_training_logs_reid_metrics_by_step(trained, mars):
     events = EventAccumulator(str(trained / "tensorboard"), size_guidance={"scalars": 0})
     events.Reload()
-    assert {f"val/{m}" for m in METRICS} <= set(events.Tags()["scalars"])
+    assert {f"val/{m}" for m in [*METRICS, "roc_auc", "tar_at_far_1e-3", "threshold"]} <= set(
+        events.Tags()["scalars"]
+    )
+    assert "val/verification" in events.Tags()["images"]  # the pair distance histograms
     assert [e.step for e in events.Scalars("val/mAP")] == [19, 39]  # every 20 steps, across epochs
     assert events.Scalars("val/mAP")[-1].value > chance_map(load_mars(mars, "official")) + 0.3
     lr = [e.value for e in events.Scalars("train/lr")]
@@ -116,6 +120,15 @@ def test_evaluate_cli_official_with_reranking(trained, mars, tmp_path):
     assert features["g_camids"].tolist() == [t.camid for t in splits.gallery]
     assert len(list((eval_dir / "rankings").glob("query_*.png"))) == 3
     assert not (trained / "metrics.json").exists()  # the training run is left alone
+
+    # Verification of the pairs the ranking counts (junk skipped), recomputed from the saved features.
+    junk = features["g_pids"] == -1
+    expected = query_gallery_pair_statistics(
+        *(features[k] for k in ("q_features", "g_features", "q_pids", "g_pids", "q_camids", "g_camids")), junk
+    ).metrics()
+    assert {k: metrics[k] for k in expected} == pytest.approx(expected)
+    assert metrics["roc_auc"] > 0.7  # trained: same-identity pairs are mostly closer
+    assert (eval_dir / "verification.png").stat().st_size > 1000
 
 
 def compose_evaluate(output_dir: Path, *overrides: str):

@@ -24,6 +24,7 @@ from reid.tasks.train import train
 from tests.helpers.sweeps import ROOT, multirun, read_csv, read_results
 
 FINAL_KEYS = ["val/mAP", "val/precision_at_1", "val/knn_accuracy", "train/loss"]
+FINAL_KEYS += ["val/roc_auc", "val/tar_at_far_1e-2", "val/tar_at_far_1e-3", "val/threshold"]  # verification
 RUNS = [f"embed_dim={d},margin={m}" for d in (2, 8) for m in (0.2, 0.5)]  # `sweep`'s folders: swept values
 
 

@@ -27,6 +27,9 @@ SCALARS = [
     "val/precision_at_1",
     "val/mAP",
     "val/knn_accuracy",
+    "val/roc_auc",
+    "val/tar_at_far_1e-3",
+    "val/threshold",
 ]
 
 
@@ -66,6 +69,7 @@ def test_quickstart_cli_writes_run_folder_and_learns(tmp_path):
     scalars = events(run_dir).Tags()["scalars"]
     assert set(SCALARS) <= set(scalars)
     assert {"train/embedding_values", "train/embedding_norms"} <= set(events(run_dir).Tags()["histograms"])
+    assert "val/verification" in events(run_dir).Tags()["images"]
     precision = [e.value for e in events(run_dir).Scalars("val/precision_at_1")]
     assert len(precision) == 3
     # chance is 0.1, the untrained network gives 0.18; 3 epochs gave 0.64-0.76 (the 2-D run is chaotic)

@@ -1,4 +1,5 @@
-"""Figures of embeddings: a 2-D scatter coloured by class (PCA projection when D > 2).
+"""Figures of embeddings: a 2-D scatter coloured by class (PCA projection when D > 2), and the distance
+histograms of same- and different-identity pairs with the verification threshold.
 
 Figures are built as `matplotlib.figure.Figure` objects, not through pyplot: they need no backend and no
 closing, so the library never chooses one (the command-line tasks do, in `reid.tasks.cli`).
@@ -8,6 +9,8 @@ import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 from sklearn.decomposition import PCA
+
+from reid.retrieval.verification import Verification, far_key
 
 
 def project_2d(embeddings: np.ndarray) -> tuple[np.ndarray, str]:
@@ -38,5 +41,35 @@ def embedding_scatter(
     ax.set_title(title)
     ax.set_xlabel(axes_note)
     ax.legend(markerscale=4, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+    figure.tight_layout()
+    return figure
+
+
+def verification_histograms(verification: Verification, title: str) -> Figure:
+    """The distance histograms of positive (same identity) and negative pairs, each as a share of its pairs,
+    with the threshold at `verification.far` drawn as a vertical line and the AUC and TARs in the legend."""
+    v = verification
+    used = np.flatnonzero(v.positive_counts + v.negative_counts)
+    last = used[-1] + 2 if len(used) else len(v.edges)
+    edges = v.edges[:last]
+    figure = Figure(figsize=(7, 4), dpi=100)
+    ax = figure.subplots()
+    for counts, total, colour, name in (
+        (v.positive_counts, v.num_positive, "tab:green", "same identity"),
+        (v.negative_counts, v.num_negative, "tab:red", "different identities"),
+    ):
+        ax.stairs(
+            counts[: last - 1] / total, edges, color=colour, fill=True, alpha=0.4, label=f"{name} ({total:,})"
+        )
+    tars = ", ".join(
+        f"{far_key(f).removeprefix('tar_at_far_')}: {tar:.3f}" for f, tar in v.tar_at_far.items()
+    )
+    ax.axvline(
+        v.threshold, color="black", linestyle="--", label=f"threshold {v.threshold:.3g} at FAR {v.far:g}"
+    )
+    ax.set_title(f"{title}\nROC AUC {v.roc_auc:.4f}; TAR at FAR {tars}", fontsize=9)
+    ax.set_xlabel("Euclidean distance")
+    ax.set_ylabel("share of pairs")
+    ax.legend(fontsize=8)
     figure.tight_layout()
     return figure

@@ -1,13 +1,19 @@
-"""Ranked-list pictures: a query tracklet and its nearest gallery tracklets, true matches framed green.
+"""Ranked lists: each query's nearest gallery items with their distances and whether they match, as
+records (for reports) and as pictures (a row of images, true matches framed green).
 
-Each tracklet is shown by its middle frame. The list is the one the metrics rank: gallery tracklets the
-protocol skips for this query (junk, and the query's own identity seen by the query's own camera) are left
-out, so the picture shows what CMC and mAP count.
+Two kinds of list, one record format (`QueryRecord`):
+
+- query/gallery (MARS, Market-1501): a query tracklet against the gallery tracklets, each shown by its
+  middle frame. The list is the one the metrics rank: gallery tracklets the protocol skips for this query
+  (junk, and the query's own identity seen by the query's own camera) are left out, so the picture shows
+  what CMC and mAP count.
+- leave-one-out (unseen classes): a test image against all the other test images.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,71 +22,159 @@ from PIL import Image, ImageDraw
 from reid.data.images import evenly_spaced
 from reid.data.mars import Tracklet
 from reid.files import atomic_file
+from reid.retrieval.neighbours import stable_top_k
+from reid.retrieval.unseen_classes import LeaveOneOut
 
-TILE = (64, 128)  # width, height of a shown frame
+TILE = (64, 128)  # width, height of a shown image
 BORDER = 4
 GAP = 16  # between the query and its list
 TEXT_HEIGHT = 14
 QUERY_COLOUR, MATCH_COLOUR, MISMATCH_COLOUR = (70, 110, 220), (30, 170, 60), (220, 40, 40)
 
 
-def ranked_gallery(
-    distances: np.ndarray, query: Tracklet, gallery: Sequence[Tracklet], g_junk: np.ndarray, top_k: int
-) -> np.ndarray:
-    """Indices of the `top_k` nearest gallery tracklets (of distances (G,)) that take part in the ranking.
+@dataclass(frozen=True)
+class RankedItem:
+    """One place of a ranked list: the image shown, its label (pid or class), camera (None without one),
+    distance to the query, and whether it has the query's label."""
 
-    Ties keep gallery order (a stable sort), as in `reid.retrieval.ranking.rank_metrics`.
+    path: str
+    label: int
+    camid: int | None
+    distance: float
+    correct: bool
+
+
+@dataclass(frozen=True)
+class QueryRecord:
+    """A query and its ranked list.
+
+    index: the query's place in the query list (the test list for leave-one-out).
+    path, label, camid: the image shown for the query (a tracklet's middle frame), its pid or class, and
+        its camera (None for unseen-class data).
+    ap: the query's average precision as the metrics count it: step or trapezoid AP by the protocol for
+        query/gallery data, AP@R for unseen classes; None when the query has no true match.
+    ranked: its `top_k` nearest items, nearest first (ties in list order).
     """
-    g_pids = np.array([t.pid for t in gallery])
-    g_camids = np.array([t.camid for t in gallery])
-    ranked = ~g_junk & ~((g_pids == query.pid) & (g_camids == query.camid))
-    candidates = np.flatnonzero(ranked)
-    return candidates[np.argsort(distances[candidates], kind="stable")[:top_k]]
+
+    index: int
+    path: str
+    label: int
+    camid: int | None
+    ap: float | None
+    ranked: tuple[RankedItem, ...]
 
 
-def ranked_list_image(query: Tracklet, shown: Sequence[Tracklet]) -> Image.Image:
-    """One row: the query's frame (blue border), a gap, then each shown tracklet's frame, bordered green when
-    it has the query's identity and red otherwise, each captioned with rank, pid and camera (1-based)."""
-    step = TILE[0] + 2 * BORDER
-    width = step * (1 + len(shown)) + GAP
-    canvas = Image.new("RGB", (width, TILE[1] + 2 * BORDER + TEXT_HEIGHT), "white")
-    draw = ImageDraw.Draw(canvas)
-    _paste(canvas, draw, 0, query, QUERY_COLOUR, "q")
-    for rank, tracklet in enumerate(shown, start=1):
-        colour = MATCH_COLOUR if tracklet.pid == query.pid else MISMATCH_COLOUR
-        _paste(canvas, draw, step * rank + GAP, tracklet, colour, f"#{rank}")
-    return canvas
+def worst_first(records: list[QueryRecord]) -> list[QueryRecord]:
+    """Records by AP, lowest first (ties by index); queries without a true match (AP None) last."""
+    return sorted(records, key=lambda r: (r.ap is None, r.ap or 0.0, r.index))
 
 
-def _paste(canvas: Image.Image, draw: ImageDraw.ImageDraw, x: int, tracklet: Tracklet, colour, label: str):
-    """Draw a tracklet's middle frame with a coloured border at x, and `label pid camera` under it."""
-    draw.rectangle([x, 0, x + TILE[0] + 2 * BORDER - 1, TILE[1] + 2 * BORDER - 1], fill=colour)
-    with Image.open(tracklet.paths[len(tracklet.paths) // 2]) as frame:
-        canvas.paste(frame.convert("RGB").resize(TILE, Image.Resampling.BILINEAR), (x + BORDER, BORDER))
-    caption = f"{label} {tracklet.pid} c{tracklet.camid + 1}"
-    draw.text((x + 1, TILE[1] + 2 * BORDER + 1), caption, fill="black")
+def middle_frame(tracklet: Tracklet) -> str:
+    """The frame that shows a tracklet."""
+    return tracklet.paths[len(tracklet.paths) // 2]
 
 
-def save_ranked_lists(
-    out_dir: Path,
+def query_gallery_records(
     distmat: np.ndarray,
     query: Sequence[Tracklet],
     gallery: Sequence[Tracklet],
     g_junk: np.ndarray,
-    n_show: int,
+    aps: np.ndarray,
     top_k: int = 10,
-) -> list[Path]:
-    """Write `<out_dir>/query_NNNN_pidP.png` for `n_show` evenly spaced queries; returns the paths.
+) -> list[QueryRecord]:
+    """Every query's record, worst AP first (`worst_first`).
 
     Args:
         distmat: (Q, G) distances between the query and gallery tracklets, in the order of the lists.
         g_junk: (G,) bool, gallery tracklets the protocol skips for every query.
+        aps: (Q,) each query's AP, NaN without a true match
+            (`reid.retrieval.ranking.query_average_precisions`).
     """
+    g_pids = np.array([t.pid for t in gallery])
+    g_camids = np.array([t.camid for t in gallery])
+    records = []
+    for start in range(0, len(query), 256):
+        rows = range(start, min(start + 256, len(query)))
+        q_pids = np.array([query[q].pid for q in rows])
+        q_camids = np.array([query[q].camid for q in rows])
+        skipped = g_junk[None] | ((g_pids == q_pids[:, None]) & (g_camids == q_camids[:, None]))
+        dist = np.where(skipped, np.inf, np.asarray(distmat[start : rows.stop], dtype=np.float32))
+        nearest = stable_top_k(dist, top_k)
+        for row, q in enumerate(rows):
+            shown = [g for g in nearest[row] if not skipped[row, g]]
+            items = tuple(
+                RankedItem(
+                    middle_frame(gallery[g]),
+                    int(g_pids[g]),
+                    int(g_camids[g]),
+                    float(dist[row, g]),
+                    bool(g_pids[g] == q_pids[row]),
+                )
+                for g in shown
+            )
+            ap = None if np.isnan(aps[q]) else float(aps[q])
+            records.append(QueryRecord(q, middle_frame(query[q]), query[q].pid, query[q].camid, ap, items))
+    return worst_first(records)
+
+
+def leave_one_out_records(
+    ranked: LeaveOneOut, paths: Sequence[str], labels: np.ndarray, top_k: int = 10
+) -> list[QueryRecord]:
+    """Every test image's record against the other test images, worst AP@R first (`worst_first`); the
+    lists are the first `top_k` of `ranked.neighbours` (`reid.retrieval.unseen_classes.leave_one_out` of
+    the same images)."""
+    labels = np.asarray(labels)
+    records = []
+    lists = zip(ranked.neighbours[:, :top_k], ranked.distances[:, :top_k], strict=True)
+    for q, (neighbours, distances) in enumerate(lists):
+        items = tuple(
+            RankedItem(paths[n], int(labels[n]), None, float(d), bool(labels[n] == labels[q]))
+            for n, d in zip(neighbours, distances, strict=True)
+        )
+        ap = None if np.isnan(ranked.ap_at_r[q]) else float(ranked.ap_at_r[q])
+        records.append(QueryRecord(q, paths[q], int(labels[q]), None, ap, items))
+    return worst_first(records)
+
+
+def ranked_list_image(record: QueryRecord) -> Image.Image:
+    """One row: the query's image (blue border), a gap, then each ranked item's image, bordered green when
+    it has the query's label and red otherwise, each captioned with rank, label and camera (1-based)."""
+    step = TILE[0] + 2 * BORDER
+    width = step * (1 + len(record.ranked)) + GAP
+    canvas = Image.new("RGB", (width, TILE[1] + 2 * BORDER + TEXT_HEIGHT), "white")
+    draw = ImageDraw.Draw(canvas)
+    _paste(canvas, draw, 0, record.path, _caption("q", record.label, record.camid), QUERY_COLOUR)
+    for rank, item in enumerate(record.ranked, start=1):
+        colour = MATCH_COLOUR if item.correct else MISMATCH_COLOUR
+        _paste(
+            canvas, draw, step * rank + GAP, item.path, _caption(f"#{rank}", item.label, item.camid), colour
+        )
+    return canvas
+
+
+def _caption(place: str, label: int, camid: int | None) -> str:
+    """ "#3: 12 c2" (rank, label, 1-based camera); the colon keeps rank and label apart in a small font."""
+    return f"{place}: {label}" + ("" if camid is None else f" c{camid + 1}")
+
+
+def _paste(canvas: Image.Image, draw: ImageDraw.ImageDraw, x: int, path: str, caption: str, colour) -> None:
+    """Draw the image at `path` with a coloured border at x, and its caption under it."""
+    draw.rectangle([x, 0, x + TILE[0] + 2 * BORDER - 1, TILE[1] + 2 * BORDER - 1], fill=colour)
+    with Image.open(path) as image:
+        canvas.paste(image.convert("RGB").resize(TILE, Image.Resampling.BILINEAR), (x + BORDER, BORDER))
+    draw.text((x + 1, TILE[1] + 2 * BORDER + 1), caption, fill="black")
+
+
+def save_ranked_lists(out_dir: Path, records: Sequence[QueryRecord], n_show: int) -> list[Path]:
+    """Write `<out_dir>/query_NNNN_pidP.png` (`..._labelL.png` without cameras) for `n_show` queries evenly
+    spaced in query order; returns the paths."""
+    by_index = sorted(records, key=lambda r: r.index)
     paths = []
-    for q in evenly_spaced(len(query), n_show).tolist():
-        shown = ranked_gallery(distmat[q], query[q], gallery, g_junk, top_k)
-        path = out_dir / f"query_{q:04d}_pid{query[q].pid:04d}.png"
+    for chosen in evenly_spaced(len(by_index), n_show).tolist():
+        record = by_index[chosen]
+        name = "pid" if record.camid is not None else "label"
+        path = out_dir / f"query_{record.index:04d}_{name}{record.label:04d}.png"
         with atomic_file(path) as file:
-            ranked_list_image(query[q], [gallery[g] for g in shown]).save(file, format="PNG")
+            ranked_list_image(record).save(file, format="PNG")
         paths.append(path)
     return paths

@@ -1,11 +1,14 @@
-"""Retrieval on embeddings: distances, ranking metrics (CMC, mAP, k-NN), re-ranking and the evaluators
+"""Retrieval on embeddings: distances, ranking metrics (CMC, mAP, k-NN, unseen-class Recall@K and MAP@R),
+verification statistics, re-ranking and the evaluators
 that turn validation embeddings into metrics. Plain torch and numpy: usable without Lightning or Hydra."""
 
 from reid.retrieval.distances import euclidean_distances
 from reid.retrieval.evaluators import (
     ClassRetrievalEvaluator,
+    ImageRetrievalEvaluator,
     TrackletRankEvaluator,
     Tracklets,
+    UnseenClassEvaluator,
     ValidationSet,
     pool_tracklets,
     protocol_evaluator,
@@ -20,13 +23,19 @@ from reid.retrieval.ranking import (
     rank_metrics,
 )
 from reid.retrieval.rerank import re_ranking
+from reid.retrieval.unseen_classes import unseen_class_metrics
+from reid.retrieval.verification import Verification, class_pair_statistics, query_gallery_pair_statistics
 
 __all__ = [
     "ClassRetrievalEvaluator",
+    "ImageRetrievalEvaluator",
     "RankMetrics",
     "TrackletRankEvaluator",
     "Tracklets",
+    "UnseenClassEvaluator",
     "ValidationSet",
+    "Verification",
+    "class_pair_statistics",
     "euclidean_distances",
     "evaluate_features",
     "evaluate_rank",
@@ -35,6 +44,8 @@ __all__ = [
     "leave_one_out_retrieval",
     "pool_tracklets",
     "protocol_evaluator",
+    "query_gallery_pair_statistics",
     "rank_metrics",
     "re_ranking",
+    "unseen_class_metrics",
 ]

@@ -2,7 +2,10 @@
 
 An evaluator is called once per validation with `{dataloader_idx: ValidationSet}` and returns metric
 names (without the `val/` prefix) and values. Which loaders exist is the datamodule's business, what
-they mean is the evaluator's: the module only embeds and collects.
+they mean is the evaluator's: the module only embeds and collects. Every evaluator also names the
+test-time augmentation the images are embedded with (`tta`, see `reid.models.tta`), reports
+same/different-identity pair statistics at `far` (`reid.retrieval.verification`) and keeps the latest
+ones, histograms included, as `last_verification` for the figure.
 """
 
 from dataclasses import dataclass
@@ -12,7 +15,15 @@ import torch
 from torch import Tensor
 
 from reid.errors import ConfigError
-from reid.retrieval.ranking import feature_rank_metrics, knn_accuracy, leave_one_out_retrieval, rank_metrics
+from reid.retrieval.ranking import (
+    RankMetrics,
+    feature_rank_metrics,
+    knn_accuracy,
+    leave_one_out_retrieval,
+    rank_metrics,
+)
+from reid.retrieval.unseen_classes import DEFAULT_KS, LeaveOneOut, unseen_class_metrics
+from reid.retrieval.verification import Verification, class_pair_statistics, query_gallery_pair_statistics
 
 
 @dataclass(frozen=True)
@@ -23,14 +34,32 @@ class ValidationSet:
     fields: tuple[Tensor, ...]
 
 
-class ClassRetrievalEvaluator:
+class PairStatistics:
+    """What every evaluator shares: its test-time augmentation (`tta`), the FAR its verification threshold
+    is set at (`far`), and the verification of its latest call (`last_verification`)."""
+
+    def __init__(self, tta: str | None = None, far: float = 1e-3):
+        if not 0 < far < 1:
+            raise ConfigError(f"evaluator.far={far} must be a false accept rate between 0 and 1, e.g. 1e-3.")
+        self.tta, self.far = tta, far
+        self.last_verification: Verification | None = None
+
+    def verified(self, verification: Verification) -> dict[str, float]:
+        """Keep `verification` as the latest and return its metrics."""
+        self.last_verification = verification
+        return verification.metrics()
+
+
+class ClassRetrievalEvaluator(PairStatistics):
     """Class-labelled data (MNIST): loader 0 = test split (images, labels), loader 1 = train reference set.
 
     `precision_at_1` and `mAP`: leave-one-out retrieval within the test split; `knn_accuracy`: each test
-    image classified by a `knn_k`-NN vote among the reference images.
+    image classified by a `knn_k`-NN vote among the reference images; verification over all pairs of
+    test images.
     """
 
-    def __init__(self, knn_k: int = 5):
+    def __init__(self, knn_k: int = 5, tta: str | None = None, far: float = 1e-3):
+        super().__init__(tta, far)
         self.knn_k = knn_k
 
     def __call__(self, sets: dict[int, ValidationSet]) -> dict[str, float]:
@@ -41,7 +70,39 @@ class ClassRetrievalEvaluator:
             metrics["knn_accuracy"] = knn_accuracy(
                 test.embeddings, test.fields[0], ref.embeddings, ref.fields[0], k=self.knn_k
             )
-        return metrics
+        return metrics | self.verified(class_pair_statistics(test.embeddings, test.fields[0], self.far))
+
+
+class UnseenClassEvaluator(PairStatistics):
+    """Test classes unseen in training (CUB-200, SOP, own folders): loader 0 = test images (images, labels).
+
+    Returns `recall_at_{k}` for each k in `ks`, `map_at_r`, `r_precision`, `nmi` (unless `nmi` is false:
+    k-means into thousands of classes is slow) and `num_query` (`reid.retrieval.unseen_classes`), the
+    verification over all pairs of test images, and `mAP`, the leave-one-out mAP over whole rankings as
+    `ClassRetrievalEvaluator` computes it, so that `val/mAP` (the default `optimized_metric`, which
+    checkpoints and sweeps select on) exists for every kind of data. `seed` seeds the k-means of NMI.
+    """
+
+    def __init__(
+        self,
+        ks: tuple[int, ...] = DEFAULT_KS,
+        tta: str | None = None,
+        far: float = 1e-3,
+        nmi: bool = True,
+        seed: int = 0,
+    ):
+        super().__init__(tta, far)
+        self.ks, self.nmi, self.seed = tuple(ks), nmi, seed
+
+    def __call__(self, sets: dict[int, ValidationSet]) -> dict[str, float]:
+        return self.evaluate(sets[0])
+
+    def evaluate(self, test: ValidationSet, ranked: LeaveOneOut | None = None) -> dict[str, float]:
+        """The metrics of a test set (embeddings, (labels,)); `ranked`: its `leave_one_out`, if at hand."""
+        embeddings, labels = test.embeddings, test.fields[0]
+        metrics = unseen_class_metrics(embeddings, labels, self.ks, self.nmi, self.seed, ranked)
+        metrics["mAP"] = leave_one_out_retrieval(embeddings, labels)["mAP"]
+        return metrics | self.verified(class_pair_statistics(embeddings, labels, self.far))
 
 
 POOLINGS = ("mean", "max")
@@ -88,12 +149,13 @@ def tracklets_of(frames: ValidationSet, pooling: str, normalize: bool) -> Trackl
     return Tracklets(features, pids[first], camids[first])
 
 
-class TrackletRankEvaluator:
+class TrackletRankEvaluator(PairStatistics):
     """Video re-ID (MARS): loader 0 = query frames, loader 1 = gallery frames, each batch
     (images, pids, camids, tracklet_ids); tracklet features are pooled frame embeddings.
 
-    Returns `mAP` and `rank{k}` for each k in `ranks` (CMC), plus `num_valid_query`. `ap="trapezoid"`
-    with `junk_pid=-1` is the official MARS protocol; `ap="step"` without junk is torchreid's.
+    Returns `mAP` and `rank{k}` for each k in `ranks` (CMC), plus `num_valid_query`, and the verification
+    of the query-gallery pairs the ranking counts. `ap="trapezoid"` with `junk_pid=-1` is the official
+    MARS protocol; `ap="step"` without junk is torchreid's.
     """
 
     def __init__(
@@ -103,13 +165,50 @@ class TrackletRankEvaluator:
         ap: str = "step",
         junk_pid: int | None = None,
         ranks: tuple[int, ...] = (1, 5, 10, 20),
+        tta: str | None = None,
+        far: float = 1e-3,
     ):
+        super().__init__(tta, far)
         self.pooling, self.normalize, self.ap = pooling, normalize, ap
         self.junk_pid = junk_pid
         self.ranks = tuple(ranks)
 
     def __call__(self, sets: dict[int, ValidationSet]) -> dict[str, float]:
-        return self.rank(self.pool(sets[0]), self.pool(sets[1]))
+        query, gallery = self.pool(sets[0]), self.pool(sets[1])
+        return self.rank(query, gallery) | self.verified(self.verification(query, gallery))
+
+    def verification(
+        self, query: Tracklets, gallery: Tracklets, distmat: np.ndarray | None = None
+    ) -> Verification:
+        """Pair statistics of the query-gallery pairs the ranking counts (by `distmat` (Q, G) when given)."""
+        g_pids = gallery.pids.numpy()
+        return query_gallery_pair_statistics(
+            query.features,
+            gallery.features,
+            query.pids,
+            g_pids,
+            query.camids,
+            gallery.camids,
+            self.junk_mask(g_pids),
+            self.far,
+            distmat,
+        )
+
+    def ranking(self, query: Tracklets, gallery: Tracklets, distmat: np.ndarray | None = None) -> RankMetrics:
+        """`RankMetrics` (the whole CMC curve to rank max(`ranks`), mAP, valid queries) of `rank`."""
+        g_pids = gallery.pids.numpy()
+        labels = dict(
+            q_pids=query.pids.numpy(),
+            g_pids=g_pids,
+            q_camids=query.camids.numpy(),
+            g_camids=gallery.camids.numpy(),
+            max_rank=max(self.ranks),
+            ap=self.ap,
+            g_junk=self.junk_mask(g_pids),
+        )
+        if distmat is None:
+            return feature_rank_metrics(query.features, gallery.features, **labels)
+        return rank_metrics(distmat, **labels)
 
     def pool(self, frames: ValidationSet) -> Tracklets:
         """One loader's frames pooled into its tracklets, with this evaluator's pooling and normalisation."""
@@ -124,20 +223,10 @@ class TrackletRankEvaluator:
     ) -> dict[str, float]:
         """Metrics of query against gallery tracklets, ranked by the Euclidean distance of their features
         or, when given, by `distmat` (Q, G) (e.g. re-ranked distances)."""
-        g_pids = gallery.pids.numpy()
-        labels = dict(
-            q_pids=query.pids.numpy(),
-            g_pids=g_pids,
-            q_camids=query.camids.numpy(),
-            g_camids=gallery.camids.numpy(),
-            max_rank=max(self.ranks),
-            ap=self.ap,
-            g_junk=self.junk_mask(g_pids),
-        )
-        if distmat is None:
-            result = feature_rank_metrics(query.features, gallery.features, **labels)
-        else:
-            result = rank_metrics(distmat, **labels)
+        return self.summarise(self.ranking(query, gallery, distmat))
+
+    def summarise(self, result: RankMetrics) -> dict[str, float]:
+        """`mAP`, `rank{k}` for each k in `ranks`, and `num_valid_query` of a ranking's results."""
         metrics = {"mAP": float(result.mAP)}
         metrics.update({f"rank{k}": float(result.cmc[min(k, len(result.cmc)) - 1]) for k in self.ranks})
         metrics["num_valid_query"] = float(result.num_valid_query)
@@ -152,7 +241,11 @@ PROTOCOL_RULES = {
 
 
 def protocol_evaluator(
-    protocol: str, pooling: str = "mean", normalize: bool = False
+    protocol: str,
+    pooling: str = "mean",
+    normalize: bool = False,
+    tta: str | None = None,
+    far: float = 1e-3,
 ) -> TrackletRankEvaluator:
     """The `TrackletRankEvaluator` of a MARS protocol ("official" or "torchreid", as `dataset.protocol`).
 
@@ -163,4 +256,36 @@ def protocol_evaluator(
             f"protocol={protocol!r} is not a MARS evaluation protocol; set dataset.protocol to one of "
             f"{', '.join(PROTOCOL_RULES)}."
         )
-    return TrackletRankEvaluator(pooling=pooling, normalize=normalize, **PROTOCOL_RULES[protocol])
+    rules = PROTOCOL_RULES[protocol]
+    return TrackletRankEvaluator(pooling=pooling, normalize=normalize, tta=tta, far=far, **rules)
+
+
+class ImageRetrievalEvaluator(TrackletRankEvaluator):
+    """Own images (image_folder, csv), whose layout decides the kind: two loaders (query, gallery; batches
+    (images, pids, camids, tracklet_ids) with one image per tracklet) are ranked as re-ID with step AP and
+    no junk, as torchreid; one loader (images, labels) gets `UnseenClassEvaluator`'s metrics."""
+
+    def __init__(
+        self,
+        ks: tuple[int, ...] = DEFAULT_KS,
+        ranks: tuple[int, ...] = (1, 5, 10, 20),
+        tta: str | None = None,
+        far: float = 1e-3,
+        nmi: bool = True,
+        seed: int = 0,
+    ):
+        super().__init__(ap="step", ranks=ranks, tta=tta, far=far)
+        self.unseen = UnseenClassEvaluator(ks, tta, far, nmi, seed)
+
+    def __call__(self, sets: dict[int, ValidationSet]) -> dict[str, float]:
+        return super().__call__(sets) if 1 in sets else self.evaluate(sets[0])
+
+    @property
+    def ks(self) -> tuple[int, ...]:
+        return self.unseen.ks
+
+    def evaluate(self, test: ValidationSet, ranked: LeaveOneOut | None = None) -> dict[str, float]:
+        """`UnseenClassEvaluator.evaluate` of one test list."""
+        metrics = self.unseen.evaluate(test, ranked)
+        self.last_verification = self.unseen.last_verification
+        return metrics

@@ -13,7 +13,7 @@ from torch import Tensor
 
 from reid.errors import ReidError
 from reid.files import atomic_file
-from reid.reporting.figures import embedding_scatter
+from reid.reporting.figures import embedding_scatter, verification_histograms
 from reid.training.command import rerun_command
 
 
@@ -103,6 +103,23 @@ class EmbeddingFigures(pl.Callback):
                     result.embeddings[picked], metadata=names, global_step=result.step, tag="val"
                 )
         plt.close(figure)
+
+
+class VerificationFigure(pl.Callback):
+    """After each validation, the distance histograms of same- and different-identity pairs with the
+    verification threshold (`reid.reporting.figures.verification_histograms`) as the TensorBoard image
+    `val/verification`, from the evaluator's `last_verification`."""
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        result = getattr(pl_module, "last_validation", None)
+        verification = getattr(getattr(pl_module, "evaluator", None), "last_verification", None)
+        writer = tensorboard_of(trainer)
+        if not trainer.is_global_zero or trainer.sanity_checking or writer is None:
+            return
+        if result is None or verification is None or result.step != trainer.global_step:
+            return
+        figure = verification_histograms(verification, f"epoch {result.epoch}, step {result.step}")
+        writer.add_figure("val/verification", figure, result.step)
 
 
 class NonFiniteLossError(ReidError):

@@ -8,6 +8,7 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
 
+from reid.models.tta import embed_with_tta
 from reid.retrieval.evaluators import ClassRetrievalEvaluator, ValidationSet
 
 
@@ -32,7 +33,8 @@ class EmbeddingModule(pl.LightningModule):
         scheduler: optional partial `scheduler(optimizer, total_steps)` from `reid.training.schedules`,
             stepped every optimizer step.
         evaluator: turns the embeddings collected from the validation loaders into metrics, logged as
-            `val/<name>` (default: `ClassRetrievalEvaluator`, for class-labelled data).
+            `val/<name>` (default: `ClassRetrievalEvaluator`, for class-labelled data); its `tta` (if any)
+            is the test-time augmentation validation embeds with (`reid.models.tta.embed_with_tta`).
         channels_last: keep the backbone's conv weights and every input batch in channels_last (NHWC)
             memory format, which GPU convolutions run faster in under bf16; the embeddings are the same.
         compile: compile the backbone with `torch.compile` (in place, so checkpoints keep their keys); it
@@ -90,7 +92,7 @@ class EmbeddingModule(pl.LightningModule):
     def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int, dataloader_idx: int = 0) -> None:
         images, *fields = batch
         with torch.inference_mode():  # Lightning validates under no_grad only during fit
-            embeddings = self(images).float().cpu()
+            embeddings = embed_with_tta(self, images, getattr(self.evaluator, "tta", None)).float().cpu()
         self._val_batches.setdefault(dataloader_idx, []).append((embeddings, *(f.cpu() for f in fields)))
 
     def _collected(self) -> dict[int, ValidationSet]:

@@ -94,6 +94,11 @@ class ImagesDataModule(ResumablePKDataModule):
         return "unseen_classes" if isinstance(self.splits, ClassSplits) else "query_gallery"
 
     @property
+    def name(self) -> str:
+        """The dataset's name as its parser gives it ("MARS", "Market-1501", ...; known once `setup` ran)."""
+        return self.splits.dataset
+
+    @property
     def class_names(self) -> tuple[str, ...]:
         """Names of the labels where the dataset has them (class folders, CUB's classes), else ()."""
         return getattr(self.splits, "class_names", ())
