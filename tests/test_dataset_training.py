@@ -12,7 +12,7 @@ from PIL import Image
 from reid.data.idx import read_idx
 from reid.data.mars import to_unit_float
 from reid.data.synthetic_market import make_synthetic_market
-from reid.retrieval.ranking import leave_one_out_retrieval
+from reid.retrieval.unseen_classes import unseen_class_metrics
 from reid.tasks.cli import run_cli
 from reid.tasks.train import train
 from tests.helpers.configs import compose_train
@@ -52,65 +52,47 @@ def write_query_gallery_folders(root: Path) -> Path:
     return root
 
 
-DATASETS = {  # name: (overrides, writer of the tree -> the dataset's path override, evaluator, metric)
+DATASETS = {  # name: (overrides, writer of the tree -> the dataset's path override, a metric it logs)
     "market1501": (
         ["dataset=market1501"],
         lambda d: (
             f"dataset.root={make_synthetic_market(d, ids_train=3, ids_test=3, distractors=1, junk=1).root}"
         ),
-        "tracklet",
         "rank1",
     ),
     "image_folder classes": (
         ["dataset=image_folder"],
         lambda d: f"dataset.root={write_class_folders(d, classes=4, per_class=3) and d}",
-        "class_retrieval",
-        "precision_at_1",
+        "recall_at_1",
     ),
     "image_folder query/gallery": (
-        ["dataset=image_folder", "evaluator.protocol=torchreid"],
+        ["dataset=image_folder"],
         lambda d: f"dataset.root={write_query_gallery_folders(d)}",
-        "tracklet",
         "rank1",
     ),
-    "csv query/gallery": (
-        ["dataset=csv", "evaluator.protocol=torchreid"],
-        lambda d: f"dataset.path={write_csv_list(d)}",
-        "tracklet",
-        "rank1",
-    ),
-    "cub200": (
-        ["dataset=cub200"],
-        lambda d: f"dataset.root={write_cub(d)}",
-        "class_retrieval",
-        "precision_at_1",
-    ),
-    "sop": (["dataset=sop"], lambda d: f"dataset.root={write_sop(d)}", "class_retrieval", "precision_at_1"),
+    "csv query/gallery": (["dataset=csv"], lambda d: f"dataset.path={write_csv_list(d)}", "rank1"),
+    "cub200": (["dataset=cub200"], lambda d: f"dataset.root={write_cub(d)}", "recall_at_1"),
+    "sop": (["dataset=sop"], lambda d: f"dataset.root={write_sop(d)}", "recall_at_1"),
 }
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", DATASETS)
 def test_each_dataset_trains_end_to_end(tmp_path, name):
-    """Two PK steps, one validation, checkpoints: every dataset through the real train config. The
-    unseen-class sets validate with `evaluator=class_retrieval` (loader 0 = test images and labels)."""
-    overrides, write, evaluator, metric = DATASETS[name]
+    """Two PK steps, one validation, checkpoints: every dataset through the real train config, validated by
+    the evaluator it chooses (re-ID ranking for query/gallery data, unseen-class metrics otherwise)."""
+    overrides, write, metric = DATASETS[name]
     data = tmp_path / "data"
     data.mkdir()
     path = write(data)
-    cfg = compose_train(
-        tmp_path / "run", *overrides[:1], f"evaluator={evaluator}", *overrides[1:], path, *TINY_RUN
-    )
-    metrics = train(cfg)
-    assert 0 <= metrics[f"val/{metric}"] <= 1 and "val/mAP" in metrics
+    metrics = train(compose_train(tmp_path / "run", *overrides, path, *TINY_RUN))
+    assert 0 <= metrics[f"val/{metric}"] <= 1 and "val/mAP" in metrics and "val/roc_auc" in metrics
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
 
 
 @pytest.mark.parametrize("experiment", ["market_seed", "market_paper", "market_smoke", "folder_smoke"])
 def test_experiments_compose_with_their_datasets(tmp_path, experiment):
-    cfg = compose_train(
-        tmp_path, f"experiment={experiment}", "dataset.root=/data/x", "evaluator=class_retrieval"
-    )
+    cfg = compose_train(tmp_path, f"experiment={experiment}", "dataset.root=/data/x")
     assert cfg.trainer.max_steps > cfg.trainer.val_check_interval > 0
     expected = "ImageFolderDataModule" if experiment == "folder_smoke" else "Market1501DataModule"
     assert cfg.dataset._target_.endswith(expected)
@@ -122,7 +104,7 @@ def test_experiments_compose_with_their_datasets(tmp_path, experiment):
 
 
 def test_folder_smoke_without_a_root_is_one_paragraph(tmp_path, capsys):
-    cfg = compose_train(tmp_path / "run", "experiment=folder_smoke", "evaluator=class_retrieval")
+    cfg = compose_train(tmp_path / "run", "experiment=folder_smoke")
     with pytest.raises(SystemExit) as exit_info:
         run_cli(train, cfg)
     assert exit_info.value.code == 1
@@ -149,13 +131,14 @@ def write_fashion_folders(out: Path, per_class: int) -> Path:
 def test_fashion_mnist_folders_unseen_classes_recall(tmp_path):
     """experiment=folder_smoke on Fashion-MNIST as class folders: trained on T-shirt..coat, tested on the
     five unseen classes (sandal..boot). Recall@1 there must beat the same network untrained, which already
-    ranks these distinct shapes well (0.85); 300 steps instead of 100 gained only 0.003 more."""
+    ranks these distinct shapes well (0.85); 300 steps instead of 100 gained only 0.003. MAP@R is printed,
+    not asserted: it falls (measured 0.382 untrained, 0.338 trained), as the nearest neighbours sharpen
+    while whole unseen classes spread out."""
     root = write_fashion_folders(tmp_path / "fashion", per_class=300)
     cfg = compose_train(
         tmp_path / "run",
         "experiment=folder_smoke",
         f"dataset.root={root}",
-        "evaluator=class_retrieval",
         "dataset.height=32",
         "dataset.width=32",
         "dataset.P=5",  # the five training classes
@@ -170,7 +153,11 @@ def test_fashion_mnist_folders_unseen_classes_recall(tmp_path):
         batches = [(untrained(to_unit_float(images)), labels) for images, labels in loader]
     embeddings, labels = (torch.cat(column) for column in zip(*batches, strict=True))
     assert set(labels.tolist()) == {5, 6, 7, 8, 9}
-    before = leave_one_out_retrieval(embeddings, labels)["precision_at_1"]
-    after = train(cfg)["val/precision_at_1"]
-    print(f"\nFashion-MNIST unseen classes, Recall@1: trained {after:.3f}, untrained {before:.3f}")
-    assert after > before + 0.01, (after, before)  # measured: 0.872 trained, 0.846 untrained
+    before = unseen_class_metrics(embeddings, labels, nmi=False)
+    after = train(cfg)
+    print(
+        f"\nFashion-MNIST unseen classes: Recall@1 trained {after['val/recall_at_1']:.3f}, untrained "
+        f"{before['recall_at_1']:.3f}; MAP@R trained {after['val/map_at_r']:.3f}, untrained "
+        f"{before['map_at_r']:.3f}"
+    )
+    assert after["val/recall_at_1"] > before["recall_at_1"] + 0.01  # measured: 0.872 trained, 0.846 untrained
