@@ -185,7 +185,6 @@ def test_euclidean_distances_match_scipy():
     np.testing.assert_allclose(euclidean_distances(torch.from_numpy(x), torch.from_numpy(y)), cdist(x, y))
 
 
-
 @pytest.mark.parametrize("ap", ["step", "trapezoid"])
 def test_query_ap_holds_each_query_s_ap_and_nan_without_a_true_match(ap):
     distmat, q_pids, g_pids, q_camids, g_camids = random_problem(np.random.default_rng(5), ties=True)
