@@ -76,7 +76,7 @@ def load_or_build_index(
     index = build_index(features)
     nprobe = calibrate_nprobe(index, features, target_recall)
     with atomic_file(index_path) as file:
-        file.write(faiss.serialize_index(index).tobytes())
+        faiss.write_index(index, faiss.PyCallbackIOWriter(file.write))  # streamed: no copy in memory
     record = {"source": source, "kind": "IVFFlat", "nlist": index.nlist, "nprobe": nprobe}
     write_text(record_path, json.dumps({**record, "target_recall": target_recall}, indent=2) + "\n")
     print(f"Wrote the FAISS index '{index_path}' ({index.nlist} lists, nprobe={nprobe}).")
