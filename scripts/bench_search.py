@@ -16,7 +16,6 @@ Usage:
 """
 
 import argparse
-import resource
 import tempfile
 import time
 from pathlib import Path
@@ -28,25 +27,39 @@ from reid.retrieval.faiss_index import faiss_search, load_or_build_index, recall
 from reid.retrieval.feature_files import FeatureSet, write_features
 from reid.retrieval.search import exact_search
 
-DIM, ITEMS_PER_ID, NOISE = 128, 20, 0.8
+DIM, ITEMS_PER_ID = 128, 20
 
 
-def clustered_features(n_gallery: int, n_queries: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Gallery (G, D) and query (Q, D) float32 features of the same identities (unit-variance centres)."""
+def clustered_features(
+    n_gallery: int, n_queries: int, noise: float, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Gallery (G, D) and query (Q, D) float32 features of the same identities: unit-variance centres plus
+    Gaussian noise of standard deviation `noise`."""
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(max(n_gallery // ITEMS_PER_ID, 2), DIM)).astype(np.float32)
 
     def draw(n: int) -> np.ndarray:
         points = centres[rng.integers(len(centres), size=n)]
-        points += rng.normal(scale=NOISE, size=(n, DIM)).astype(np.float32)
+        for start in range(0, n, 65536):  # in slices: no float64 copy of the whole gallery
+            points[start : start + 65536] += rng.normal(
+                scale=noise, size=(len(points[start : start + 65536]), DIM)
+            )
         return points
 
     return draw(n_gallery), draw(n_queries)
 
 
-def peak_rss_mb() -> float:
-    """The process's peak resident memory so far, in MB (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def memory_mb(field: str) -> float:
+    """`VmRSS` (resident memory now) or `VmHWM` (its peak) of this process from /proc, in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{field}:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"/proc/self/status has no {field}")
+
+
+def reset_peak_rss() -> None:
+    """Restarts the peak (`VmHWM`) from the current RSS (Linux: writing 5 to /proc/self/clear_refs)."""
+    Path("/proc/self/clear_refs").write_text("5")
 
 
 def main() -> None:
@@ -56,16 +69,18 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=10_000)
     parser.add_argument("--exact-queries", type=int, default=None, help="queries timed for exact search")
     parser.add_argument("--top-k", type=int, default=10)
+    parser.add_argument("--noise", type=float, default=0.8, help="spread of an identity (centres: 1)")
     args = parser.parse_args()
     exact_queries = min(args.exact_queries or args.queries, args.queries)
-    gallery, queries = clustered_features(args.gallery, args.queries)
+    gallery, queries = clustered_features(args.gallery, args.queries, args.noise)
     print(f"gallery {gallery.shape}, queries {queries.shape}, torch threads {torch.get_num_threads()}")
 
-    rss_before = peak_rss_mb()
+    reset_peak_rss()
+    rss_before = memory_mb("VmRSS")
     start = time.perf_counter()
     exact = exact_search(queries[:exact_queries], gallery, args.top_k, progress=True)
     exact_s = (time.perf_counter() - start) * args.queries / exact_queries
-    exact_mb = peak_rss_mb() - rss_before
+    exact_mb = memory_mb("VmHWM") - rss_before
 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "gallery.npz"
@@ -80,7 +95,10 @@ def main() -> None:
     recall = recall_at_k(found.indices[:exact_queries], exact.indices)
 
     scaled = f" (timed on {exact_queries} queries, scaled x{args.queries / exact_queries:g})"
-    print(f"\n{args.queries} queries x {args.gallery} gallery items, D={DIM}, top {args.top_k}")
+    print(
+        f"\n{args.queries} queries x {args.gallery} gallery items, D={DIM}, noise {args.noise}, "
+        f"top {args.top_k}"
+    )
     print(f"{'search':>34} {'build s':>9} {'search s':>9} {'speed-up':>9} {'recall@10':>10} {'extra MB':>9}")
     print(
         f"{'exact (chunks of 65536 x 512)':>34} {'-':>9} {exact_s:9.1f} {1:9.1f} {1:10.3f} {exact_mb:9.0f}"

@@ -73,8 +73,11 @@ def load_or_build_index(
             print(f"Reusing the FAISS index '{index_path}' (nprobe={record['nprobe']}).")
             return faiss.read_index(str(index_path)), record["nprobe"]
         print(f"The FAISS index '{index_path}' was built from other features: building it again.")
-    index = build_index(features)
-    nprobe = calibrate_nprobe(index, features, target_recall)
+    # The calibration's queries are kept out of k-means: lists fitted to them would flatter the recall.
+    order = np.random.default_rng(SEED).permutation(len(features))
+    calibration, training = np.sort(order[:CALIBRATION_QUERIES]), np.sort(order[CALIBRATION_QUERIES:])
+    index = build_index(features, training)
+    nprobe = calibrate_nprobe(index, features, calibration, target_recall)
     with atomic_file(index_path) as file:
         faiss.write_index(index, faiss.PyCallbackIOWriter(file.write))  # streamed: no copy in memory
     record = {"source": source, "kind": "IVFFlat", "nlist": index.nlist, "nprobe": nprobe}
@@ -83,26 +86,29 @@ def load_or_build_index(
     return index, nprobe
 
 
-def build_index(features: np.ndarray):
-    """An IVF-Flat index (L2) of `features` (N, D): about 4 sqrt(N) lists, trained on a sample."""
+def build_index(features: np.ndarray, candidates: np.ndarray):
+    """An IVF-Flat index (L2) of `features` (N, D): about 4 sqrt(N) lists, k-means trained on up to
+    TRAINING_POINTS_PER_LIST rows a list drawn from the rows `candidates`."""
     faiss = import_faiss()
     features = np.ascontiguousarray(features, dtype=np.float32)
     n, dim = features.shape
-    nlist = max(1, min(int(4 * math.sqrt(n)), n // TRAINING_POINTS_PER_LIST))
+    nlist = max(1, min(int(4 * math.sqrt(n)), len(candidates) // TRAINING_POINTS_PER_LIST))
     index = faiss.IndexIVFFlat(faiss.IndexFlatL2(dim), dim, nlist, faiss.METRIC_L2)
     index.cp.seed = SEED
-    sample = np.random.default_rng(SEED).choice(n, min(n, nlist * TRAINING_POINTS_PER_LIST), replace=False)
+    rng = np.random.default_rng(SEED)
+    sample = rng.choice(candidates, min(len(candidates), nlist * TRAINING_POINTS_PER_LIST), replace=False)
     index.train(features[np.sort(sample)])
     index.add(features)
     return index
 
 
-def calibrate_nprobe(index, features: np.ndarray, target_recall: float, k: int = 10) -> int:
-    """The smallest `nprobe` (1, 2, 3, 4, 6, 9, ...: steps of about 1.5) whose recall@k, for gallery items
-    as queries (each one's own entry left out), reaches `target_recall` against exact search; all lists
-    when none does."""
-    rng = np.random.default_rng(SEED)
-    sample = features[rng.choice(len(features), min(len(features), CALIBRATION_QUERIES), replace=False)]
+def calibrate_nprobe(
+    index, features: np.ndarray, queries: np.ndarray, target_recall: float, k: int = 10
+) -> int:
+    """The smallest `nprobe` (1, 2, 3, 4, 6, 9, ...: steps of about 1.5) whose recall@k, for the gallery
+    rows `queries` as queries (each one's own entry left out), reaches `target_recall` against exact
+    search; all lists when none does."""
+    sample = features[queries]
     k = min(k, len(features) - 1)
     exact = exact_search(sample, features, k + 1).indices[:, 1:]
     nprobe = 1

@@ -70,6 +70,7 @@ def _search_batch(queries: Tensor, gallery: Tensor, k: int, chunk_size: int) -> 
     for start in range(0, len(gallery), chunk_size):
         block = euclidean_distances(queries, gallery[start : start + chunk_size])
         chunk_d, chunk_i = block_top_k(block, k)
+        del block  # before the next block exists: one block of distances at a time
         # The running best come from earlier chunks, so their indices are smaller: a stable sort of the
         # concatenation by distance keeps ties in gallery order.
         merged_d = torch.cat([best_d, chunk_d], 1)
@@ -83,17 +84,19 @@ def block_top_k(block: Tensor, k: int) -> tuple[Tensor, Tensor]:
     """The k smallest values of each row of `block` (B, C) and their columns, ascending, ties in column
     order: the first k of a stable sort of each row.
 
-    `torch.topk` picks any of the items tied at the k-th value; the rare rows with more items at or below
-    it than k are sorted in full instead.
+    `torch.topk` picks any of the items tied at the k-th value. It is asked for k + 1: the rare rows
+    whose (k + 1)-th value equals the k-th (a tie across the cut) are sorted in full instead.
     """
     k = min(k, block.shape[1])
-    values, cols = block.topk(k, dim=1, largest=False, sorted=False)
+    values, cols = block.topk(min(k + 1, block.shape[1]), dim=1, largest=False, sorted=False)
     order = cols.sort(dim=1).indices  # column order, then a stable sort by value
     values, cols = values.gather(1, order), cols.gather(1, order)
     order = values.sort(dim=1, stable=True).indices
     values, cols = values.gather(1, order), cols.gather(1, order)
-    crowded = torch.nonzero((block <= values[:, -1:]).sum(1) > k).flatten()
-    if len(crowded):
-        row_values, row_cols = block[crowded].sort(dim=1, stable=True)
-        values[crowded], cols[crowded] = row_values[:, :k], row_cols[:, :k]
+    if values.shape[1] > k:
+        crowded = torch.nonzero(values[:, k] == values[:, k - 1]).flatten()
+        values, cols = values[:, :k], cols[:, :k]
+        if len(crowded):
+            row_values, row_cols = block[crowded].sort(dim=1, stable=True)
+            values[crowded], cols[crowded] = row_values[:, :k], row_cols[:, :k]
     return values, cols
