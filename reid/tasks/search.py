@@ -68,17 +68,7 @@ def search(cfg: DictConfig) -> dict[str, Any]:
         result, query_ap, cmc = rank_summary(query, gallery)
         write_text(output_dir / "metrics.json", json.dumps(result, indent=2) + "\n")
         Console().print(metrics_table(result))
-    figure = output_dir / "distances.png"
-    groups = {
-        "true matches": [r["distance"] for r in rows if r.get("correct") is True],
-        "false matches": [r["distance"] for r in rows if r.get("correct") is False],
-        "label unknown": [r["distance"] for r in rows if r.get("correct") is None],
-    }
-    with atomic_file(figure) as file:
-        arrays = {name: np.asarray(values) for name, values in groups.items()}
-        colours = dict(zip(groups, (CORRECT_COLOUR, WRONG_COLOUR, UNKNOWN_COLOUR), strict=True))
-        histogram = distance_histogram(arrays, f"Distances of the top {cfg.top_k} matches", colours)
-        histogram.savefig(file, format="png")
+    figure = save_distance_histogram(output_dir / "distances.png", rows, cfg.top_k)
     counts = {"num_query": len(query.features), "num_gallery": len(gallery.features)}
     settings = {"index": cfg.index, "top_k": cfg.top_k, "threshold": cfg.threshold}
     report = write_report(
@@ -203,6 +193,22 @@ def write_matches(output_dir: Path, rows: list[dict[str, Any]], cfg: DictConfig)
         "threshold": cfg.threshold,
     }
     write_text(output_dir / "matches.json", json.dumps({**settings, "matches": rows}, indent=1) + "\n")
+
+
+def save_distance_histogram(path: Path, rows: list[dict[str, Any]], top_k: int) -> Path:
+    """The histogram of the matches' distances, true and false matches apart, as a PNG at `path`."""
+    groups = {
+        "true matches": [r["distance"] for r in rows if r.get("correct") is True],
+        "false matches": [r["distance"] for r in rows if r.get("correct") is False],
+        "label unknown": [r["distance"] for r in rows if r.get("correct") is None],
+    }
+    arrays = {name: np.asarray(values) for name, values in groups.items()}
+    colours = dict(zip(groups, (CORRECT_COLOUR, WRONG_COLOUR, UNKNOWN_COLOUR), strict=True))
+    with atomic_file(path) as file:
+        distance_histogram(arrays, f"Distances of the top {top_k} matches", colours).savefig(
+            file, format="png"
+        )
+    return path
 
 
 def rank_summary(query: FeatureSet, gallery: FeatureSet) -> tuple[dict[str, Any], np.ndarray, list[float]]:
