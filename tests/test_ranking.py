@@ -200,3 +200,18 @@ def test_euclidean_distances_match_scipy():
     rng = np.random.default_rng(4)
     x, y = rng.normal(size=(20, 7)), rng.normal(size=(30, 7))
     np.testing.assert_allclose(euclidean_distances(torch.from_numpy(x), torch.from_numpy(y)), cdist(x, y))
+
+
+@pytest.mark.parametrize("ap", ["step", "trapezoid"])
+def test_query_ap_holds_each_query_s_ap_and_nan_without_a_true_match(ap):
+    distmat, q_pids, g_pids, q_camids, g_camids = random_problem(np.random.default_rng(5), ties=True)
+    result = rank_metrics(distmat, q_pids, g_pids, q_camids, g_camids, ap=ap, chunk_size=7)
+    for q in range(len(distmat)):
+        has_match = np.any((g_pids == q_pids[q]) & (g_camids != q_camids[q]))
+        if has_match:
+            one = (distmat[q : q + 1], q_pids[q : q + 1], g_pids, q_camids[q : q + 1], g_camids)
+            assert result.query_ap[q] == pytest.approx(reference_rank(*one, 50, ap)[1], abs=1e-12)
+        else:
+            assert np.isnan(result.query_ap[q])
+    assert 0 < np.isnan(result.query_ap).sum() < len(distmat)
+    assert np.nanmean(result.query_ap) == pytest.approx(result.mAP, abs=1e-12)

@@ -73,3 +73,25 @@ def verification_histograms(verification: Verification, title: str) -> Figure:
     ax.legend(fontsize=8)
     figure.tight_layout()
     return figure
+
+
+def distance_histogram(
+    groups: dict[str, np.ndarray], title: str, colours: dict[str, str] | None = None
+) -> Figure:
+    """Overlaid histograms of distances, one per named group (e.g. true and false matches), on shared bins,
+    in the group's colour from `colours` (else matplotlib's next); empty groups are left out."""
+    groups = {name: values for name, values in groups.items() if len(values)}
+    figure = Figure(figsize=(6, 3.5), dpi=100)
+    ax = figure.subplots()
+    everything = np.concatenate(list(groups.values())) if groups else np.zeros(1)
+    bins = np.histogram_bin_edges(everything, bins=40)
+    for name, values in groups.items():
+        colour = (colours or {}).get(name)
+        ax.hist(values, bins=bins, alpha=0.6, color=colour, label=f"{name} ({len(values)})")
+    ax.set_title(title)
+    ax.set_xlabel("Euclidean distance")
+    ax.set_ylabel("matches")
+    if groups:
+        ax.legend(frameon=False)
+    figure.tight_layout()
+    return figure

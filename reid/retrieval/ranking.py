@@ -24,11 +24,14 @@ AP_RULES = ("step", "trapezoid")
 
 
 class RankMetrics(NamedTuple):
-    """Re-ID ranking results: `cmc` float32 (max_rank,), `mAP`, and the number of queries averaged over."""
+    """Re-ID ranking results: `cmc` float32 (max_rank,), `mAP`, the number of queries averaged over, and
+    `query_ap` (Q,) float64, each query's AP (NaN for a query without a true match), e.g. to show the
+    worst queries first."""
 
     cmc: np.ndarray
     mAP: float
     num_valid_query: int
+    query_ap: np.ndarray | None = None
 
 
 def leave_one_out_retrieval(embeddings: Tensor, labels: Tensor, chunk_size: int = 1024) -> dict[str, float]:
@@ -279,16 +282,20 @@ def _rank_metrics(
         warnings.warn(f"the gallery has only {num_g} items: max_rank cut from {max_rank}", stacklevel=3)
         max_rank = num_g
 
-    def run(chunk: tuple[slice, Callable[[], np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    def run(chunk: tuple[slice, Callable[[], np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         q, distances = chunk
         dist = np.asarray(distances(), dtype=np.float32)
         rows, ranks = _match_ranks(dist, q_pids[q], q_camids[q], gallery)
-        return _query_scores(rows, ranks, len(dist), ap)
+        first, aps = _query_scores(rows, ranks, len(dist), ap)
+        row_aps = np.full(len(dist), np.nan)
+        row_aps[np.unique(rows)] = aps
+        return first, aps, row_aps
 
     n_chunks = -(-num_q // chunk_size)
     scores = list(track(_map_threads(run, chunks), "Ranking", total=n_chunks, disable=not progress))
-    first = np.concatenate([f for f, _ in scores] + [np.empty(0, dtype=np.int64)])
-    aps = np.concatenate([a for _, a in scores] + [np.empty(0)])
+    first = np.concatenate([f for f, _, _ in scores] + [np.empty(0, dtype=np.int64)])
+    aps = np.concatenate([a for _, a, _ in scores] + [np.empty(0)])
+    query_ap = np.concatenate([r for _, _, r in scores] + [np.empty(0)])
     if len(aps) == 0:
         raise DataError(
             f"None of the {num_q} queries has a true match in the gallery (same pid, another camera, not "
@@ -297,7 +304,7 @@ def _rank_metrics(
         )
     hits = np.cumsum(np.bincount(np.minimum(first, max_rank), minlength=max_rank + 1)[:max_rank])
     cmc = hits.astype(np.float32) / np.float32(len(aps))
-    return RankMetrics(cmc, float(np.mean(aps)), len(aps))
+    return RankMetrics(cmc, float(np.mean(aps)), len(aps), query_ap)
 
 
 def query_average_precisions(
