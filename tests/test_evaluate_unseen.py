@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ from reid.retrieval.unseen_classes import leave_one_out, unseen_class_metrics
 from reid.retrieval.verification import class_pair_statistics
 from reid.tasks.evaluate import evaluate
 from reid.training.checkpoints import load_model
+from tests.helpers.browser import check_rendered_report, needs_chromium
 from tests.helpers.unseen_classes import ColouredImagesDataModule, write_checkpoint, write_coloured_images
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -95,3 +97,15 @@ def test_evaluate_embeds_with_the_configured_tta(images, tmp_path):
         plain = torch.cat([backbone(b) for b in batches])
     saved = torch.from_numpy(np.load(tmp_path / "eval" / "features.npz")["features"])
     assert torch.allclose(saved, expected, atol=1e-5) and not torch.allclose(saved, plain, atol=1e-3)
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_a_browser_renders_evaluate_s_report_with_its_metrics(images, tmp_path):
+    """report.html of an evaluation opens from disk: every thumbnail and the histogram load, and the page
+    shows metrics.json's values and query count."""
+    evaluate(unseen_config(tmp_path, images, "report_queries=5"))
+    out = tmp_path / "eval"
+    dom, _ = check_rendered_report(out / "report.html", out / "metrics.json", tmp_path / "shot.png")
+    assert int(re.search(r'data-images-total="(\d+)"', dom).group(1)) == 1 + 5 * 11  # histogram, 5 lists
+    assert re.search(r'id="num-shown">(\d+)<', dom).group(1) == "5"

@@ -6,7 +6,7 @@ from PIL import Image
 
 from reid.data.mars import Tracklet
 from reid.reporting.ranked_lists import query_gallery_records, save_ranked_lists
-from reid.retrieval.ranking import query_average_precisions
+from reid.retrieval.ranking import rank_metrics
 
 
 def tracklets(pids, camids, folder) -> list[Tracklet]:
@@ -22,7 +22,7 @@ def test_query_gallery_records_follow_the_ranking_rules():
     g_pids, g_cams = np.append(rng.integers(0, 4, 30), [-1, -1]), rng.integers(0, 2, 32)
     distmat = rng.integers(0, 5, (12, 32)).astype(np.float32)  # ties
     junk = g_pids == -1
-    aps = query_average_precisions(distmat, q_pids, g_pids, q_cams, g_cams, "trapezoid", junk)
+    aps = rank_metrics(distmat, q_pids, g_pids, q_cams, g_cams, ap="trapezoid", g_junk=junk).query_ap
     query, gallery = tracklets(q_pids, q_cams, "q"), tracklets(g_pids, g_cams, "g")
     records = query_gallery_records(distmat, query, gallery, junk, aps, top_k=5)
     assert len(records) == 12

@@ -15,7 +15,6 @@ from reid.retrieval.ranking import (
     feature_rank_metrics,
     knn_accuracy,
     leave_one_out_retrieval,
-    query_average_precisions,
     rank_metrics,
 )
 
@@ -109,22 +108,6 @@ def test_evaluate_rank_matches_reference_loop(ap, ties, junk):
         np.testing.assert_array_equal(result.cmc, expected_cmc)
         assert result.mAP == pytest.approx(expected_map, abs=1e-12)
         assert result.num_valid_query == expected_valid
-
-
-@pytest.mark.parametrize("ap", ["step", "trapezoid"])
-def test_query_average_precisions_match_reference_loop_query_by_query(ap):
-    rng = np.random.default_rng(3)
-    distmat, q_pids, g_pids, q_camids, g_camids = random_problem(rng, ties=True)
-    junk = rng.random(distmat.shape[1]) < 0.1
-    aps = query_average_precisions(distmat, q_pids, g_pids, q_camids, g_camids, ap, junk, chunk_size=7)
-    for i in range(len(q_pids)):
-        one = [distmat[i : i + 1], q_pids[i : i + 1], g_pids, q_camids[i : i + 1], g_camids]
-        if not ((g_pids == q_pids[i]) & (g_camids != q_camids[i]) & ~junk).any():
-            assert np.isnan(aps[i])  # no true match
-            continue
-        assert aps[i] == pytest.approx(reference_rank(*one, 5, ap, junk)[1], abs=1e-12)
-    mean = rank_metrics(distmat, q_pids, g_pids, q_camids, g_camids, ap=ap, g_junk=junk).mAP
-    assert np.nanmean(aps) == pytest.approx(mean, abs=1e-12)
 
 
 def test_evaluate_rank_max_rank_beyond_gallery_warns_and_cuts():

@@ -16,12 +16,13 @@ import html
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from PIL import Image
 
 from reid.data.image_files import decode_image
 from reid.files import atomic_file, write_text
+from reid.reporting.ranked_lists import QueryRecord, worst_first
 
 REPORT_FILE, FILES_FOLDER = "report.html", "report_files"
 CORRECT_COLOUR, WRONG_COLOUR, UNKNOWN_COLOUR, QUERY_COLOUR = "#1eaa3c", "#dc2828", "#b4b4b4", "#466edc"
@@ -48,28 +49,11 @@ window.addEventListener("load", function () {
 """
 
 
-class Match(NamedTuple):
-    """One ranked gallery item: its image path, distance, and whether it is a true match (None: unknown)."""
-
-    path: str
-    distance: float
-    correct: bool | None = None
-
-
-class QueryResult(NamedTuple):
-    """A query: its image path, label and AP (None when unknown), and its ranked matches, nearest first."""
-
-    path: str
-    label: int | None
-    ap: float | None
-    matches: Sequence[Match]
-
-
 def write_report(
     folder: str | Path,
     title: str,
     metrics: dict[str, Any],
-    queries: Sequence[QueryResult],
+    queries: Sequence[QueryRecord],
     cmc: Sequence[float] | None = None,
     figures: dict[str, Path] | None = None,
     n_show: int = 50,
@@ -79,14 +63,14 @@ def write_report(
 
     Args:
         metrics: shown as a table; nested dicts (e.g. "reranked") as `outer.inner` rows.
-        queries: every query; the worst `n_show` are shown.
+        queries: every query's ranked list; the worst `n_show` are shown (`worst_first`).
         cmc: CMC curve, cmc[k] the fraction of queries with a true match within the first k + 1.
         figures: caption -> PNG file, copied into the report.
         thumbnail_size: (width, height) of the thumbnails.
     """
     folder = Path(folder)
     thumbnails = _Thumbnails(folder, thumbnail_size)
-    shown = sorted(range(len(queries)), key=lambda q: worst_first_key(queries[q], q))[:n_show]
+    shown = worst_first(queries)[:n_show]
     parts = [
         f"<h1>{_text(title)}</h1>",
         _metrics_table(metrics),
@@ -100,7 +84,7 @@ def write_report(
         "</span> queries (lowest AP first; without AP, those whose first true match comes latest), each "
         "followed by its nearest gallery items and their distances. Frames: blue the query, green a true "
         "match, red a false one, grey unknown.</p>",
-        *(_query_row(queries[q], thumbnails) for q in shown),
+        *(_query_row(query, thumbnails) for query in shown),
     ]
     page = (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_text(title)}</title>'
@@ -111,18 +95,6 @@ def write_report(
     path = folder / REPORT_FILE
     write_text(path, page)
     return path
-
-
-def worst_first_key(query: QueryResult, position: int) -> tuple:
-    """Sort key: known APs lowest first; then queries whose first true match (in the shown list) comes
-    latest (none found: last of all ranks); then queries without any correctness, in their order."""
-    if query.ap is not None and not math.isnan(query.ap):
-        return (0, query.ap, position)
-    known = [m.correct for m in query.matches if m.correct is not None]
-    if known:
-        first = next((rank for rank, correct in enumerate(known) if correct), len(known))
-        return (1, -first, position)
-    return (2, 0, position)
 
 
 def cmc_svg(cmc: Sequence[float]) -> str:
@@ -187,13 +159,13 @@ def _figure(folder: Path, number: int, caption: str, source: Path) -> str:
     return f'<h2>{_text(caption)}</h2><img src="{FILES_FOLDER}/{target.name}" alt="{_text(caption)}">'
 
 
-def _query_row(query: QueryResult, thumbnails: _Thumbnails) -> str:
+def _query_row(query: QueryRecord, thumbnails: _Thumbnails) -> str:
     label = "" if query.label is None else f" id {query.label}"
     ap = "" if query.ap is None or math.isnan(query.ap) else f" AP {query.ap:.3f}"
     tiles = [thumbnails.tile(query.path, QUERY_COLOUR, f"query{label}{ap}"), '<div class="gap"></div>']
-    for rank, match in enumerate(query.matches, start=1):
-        colour = {True: CORRECT_COLOUR, False: WRONG_COLOUR, None: UNKNOWN_COLOUR}[match.correct]
-        tiles.append(thumbnails.tile(match.path, colour, f"#{rank} {match.distance:.3f}"))
+    for rank, item in enumerate(query.ranked, start=1):
+        colour = {True: CORRECT_COLOUR, False: WRONG_COLOUR, None: UNKNOWN_COLOUR}[item.correct]
+        tiles.append(thumbnails.tile(item.path, colour, f"#{rank} {item.distance:.3f}"))
     return f'<div class="query" title="{_text(query.path)}">{"".join(tiles)}</div>'
 
 

@@ -12,6 +12,7 @@ Two kinds of list, one record format (`QueryRecord`):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,14 +35,14 @@ QUERY_COLOUR, MATCH_COLOUR, MISMATCH_COLOUR = (70, 110, 220), (30, 170, 60), (22
 
 @dataclass(frozen=True)
 class RankedItem:
-    """One place of a ranked list: the image shown, its label (pid or class), camera (None without one),
-    distance to the query, and whether it has the query's label."""
+    """One place of a ranked list: the image shown, its label (pid or class; None when unknown), camera
+    (None without one), distance to the query, and whether it has the query's label (None when unknown)."""
 
     path: str
-    label: int
+    label: int | None
     camid: int | None
     distance: float
-    correct: bool
+    correct: bool | None
 
 
 @dataclass(frozen=True)
@@ -58,15 +59,26 @@ class QueryRecord:
 
     index: int
     path: str
-    label: int
+    label: int | None
     camid: int | None
     ap: float | None
     ranked: tuple[RankedItem, ...]
 
 
-def worst_first(records: list[QueryRecord]) -> list[QueryRecord]:
-    """Records by AP, lowest first (ties by index); queries without a true match (AP None) last."""
-    return sorted(records, key=lambda r: (r.ap is None, r.ap or 0.0, r.index))
+def worst_first(records: Sequence[QueryRecord]) -> list[QueryRecord]:
+    """Records worst first: known APs lowest first; then queries whose first true match in the shown list
+    comes latest (none: last of all); then queries without any known correctness; ties in index order."""
+
+    def key(record: QueryRecord) -> tuple:
+        if record.ap is not None and not math.isnan(record.ap):
+            return (0, record.ap, record.index)
+        known = [item.correct for item in record.ranked if item.correct is not None]
+        if known:
+            first = next((rank for rank, correct in enumerate(known) if correct), len(known))
+            return (1, -first, record.index)
+        return (2, 0, record.index)
+
+    return sorted(records, key=key)
 
 
 def middle_frame(tracklet: Tracklet) -> str:
@@ -88,7 +100,7 @@ def query_gallery_records(
         distmat: (Q, G) distances between the query and gallery tracklets, in the order of the lists.
         g_junk: (G,) bool, gallery tracklets the protocol skips for every query.
         aps: (Q,) each query's AP, NaN without a true match
-            (`reid.retrieval.ranking.query_average_precisions`).
+            (`reid.retrieval.ranking.RankMetrics.query_ap`).
     """
     g_pids = np.array([t.pid for t in gallery])
     g_camids = np.array([t.camid for t in gallery])
@@ -152,9 +164,9 @@ def ranked_list_image(record: QueryRecord) -> Image.Image:
     return canvas
 
 
-def _caption(place: str, label: int, camid: int | None) -> str:
+def _caption(place: str, label: int | None, camid: int | None) -> str:
     """ "#3: 12 c2" (rank, label, 1-based camera); the colon keeps rank and label apart in a small font."""
-    return f"{place}: {label}" + ("" if camid is None else f" c{camid + 1}")
+    return f"{place}: {'?' if label is None else label}" + ("" if camid is None else f" c{camid + 1}")
 
 
 def _paste(canvas: Image.Image, draw: ImageDraw.ImageDraw, x: int, path: str, caption: str, colour) -> None:

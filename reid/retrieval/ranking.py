@@ -307,26 +307,6 @@ def _rank_metrics(
     return RankMetrics(cmc, float(np.mean(aps)), len(aps), query_ap)
 
 
-def query_average_precisions(
-    distmat, q_pids, g_pids, q_camids, g_camids, ap: str = "step", g_junk=None, chunk_size: int = 256
-) -> np.ndarray:
-    """The AP of each query of a (Q, G) distance matrix by `rank_metrics`' rules, float64 (Q,); NaN for a
-    query without a true match. The mean of the others is `rank_metrics(...).mAP`."""
-    distmat = _to_numpy(distmat)
-    q_pids, q_camids = _to_numpy(q_pids).astype(np.int64), _to_numpy(q_camids).astype(np.int64)
-    g_pids, g_camids = _to_numpy(g_pids).astype(np.int64), _to_numpy(g_camids).astype(np.int64)
-    g_junk = np.zeros(len(g_pids), dtype=bool) if g_junk is None else _to_numpy(g_junk).astype(bool)
-    gallery = _Gallery(_LabelIndex(g_pids), g_camids, g_junk)
-    aps = np.full(len(distmat), np.nan)
-    for start in range(0, len(distmat), chunk_size):
-        q = slice(start, start + chunk_size)
-        dist = np.asarray(distmat[q], dtype=np.float32)
-        rows, ranks = _match_ranks(dist, q_pids[q], q_camids[q], gallery)
-        valid = np.flatnonzero(np.bincount(rows, minlength=len(dist)))
-        aps[start + valid] = _query_scores(rows, ranks, len(dist), ap)[1]
-    return aps
-
-
 class _LabelIndex:
     """Where each label occurs in a label array, to list same-label pairs without a (Q, N) comparison."""
 

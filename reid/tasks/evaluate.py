@@ -13,6 +13,8 @@ was trained on (with `evaluator.tta`'s test-time augmentation), and writes, in i
   `g_camids`; unseen-class data: `features` (N, D), `labels` (N,), `paths` (N,).
 - `rankings/*.png`: ranked lists of `n_show` queries (leave-one-out lists for unseen-class data).
 - `verification.png`: the distance histograms of same- and different-identity pairs with the threshold.
+- `report.html` (with `report_files/`): all of the above on one page that opens from disk, the ranked lists
+  of the `report_queries` worst queries first (`reid.reporting.html_report`).
 
 The datamodule's `kind` ("query_gallery", also assumed without one, or "unseen_classes") chooses.
 """
@@ -39,6 +41,7 @@ from reid.errors import ConfigError
 from reid.files import atomic_file, write_text
 from reid.models.tta import embed_with_tta
 from reid.reporting.figures import verification_histograms
+from reid.reporting.html_report import write_report
 from reid.reporting.ranked_lists import (
     QueryRecord,
     leave_one_out_records,
@@ -47,7 +50,6 @@ from reid.reporting.ranked_lists import (
 )
 from reid.retrieval.distances import euclidean_distances
 from reid.retrieval.evaluators import Tracklets, ValidationSet
-from reid.retrieval.ranking import query_average_precisions
 from reid.retrieval.rerank import re_ranking
 from reid.retrieval.unseen_classes import leave_one_out
 from reid.retrieval.verification import Verification
@@ -94,8 +96,17 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     write_text(output_dir / "metrics.json", json.dumps(result, indent=2) + "\n")
     save_ranked_lists(output_dir / "rankings", evaluation.records, cfg.n_show)
     save_verification_figure(output_dir / "verification.png", evaluation.verification, result)
+    report = write_report(
+        output_dir,
+        title(result),
+        result,
+        evaluation.records,
+        cmc=evaluation.cmc,
+        figures={"Distances of same- and different-identity pairs": output_dir / "verification.png"},
+        n_show=cfg.report_queries,
+    )
     Console().print(metrics_table(result))
-    print(f"{counts_line(result)}\nRun folder: {output_dir}")
+    print(f"{counts_line(result)}\nReport: {report}\nRun folder: {output_dir}")
     return result
 
 
@@ -176,10 +187,8 @@ def evaluate_query_gallery(
         reranked = re_ranking(distmat, q_q, g_g, **cfg.reranking)
         metrics["reranked"] = summary(evaluator.rank(query, gallery, reranked))
     save_features(output_dir / "features.npz", query, gallery)
-    labels = [query.pids, gallery.pids, query.camids, gallery.camids]
-    aps = query_average_precisions(distmat, *labels, ap=evaluator.ap, g_junk=g_junk)
     splits = datamodule.splits
-    records = query_gallery_records(distmat, splits.query, splits.gallery, g_junk, aps, TOP_K)
+    records = query_gallery_records(distmat, splits.query, splits.gallery, g_junk, ranking.query_ap, TOP_K)
     return Evaluation(metrics, [float(c) for c in ranking.cmc], verification, records)
 
 

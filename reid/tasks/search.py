@@ -29,10 +29,9 @@ from reid.reporting.html_report import (
     CORRECT_COLOUR,
     UNKNOWN_COLOUR,
     WRONG_COLOUR,
-    Match,
-    QueryResult,
     write_report,
 )
+from reid.reporting.ranked_lists import QueryRecord, RankedItem
 from reid.retrieval.faiss_index import faiss_search, load_or_build_index
 from reid.retrieval.feature_files import UNKNOWN, FeatureSet, check_same_dim, read_features
 from reid.retrieval.ranking import feature_rank_metrics
@@ -244,16 +243,21 @@ def rank_summary(query: FeatureSet, gallery: FeatureSet) -> tuple[dict[str, Any]
 
 def query_results(
     query: FeatureSet, rows: list[dict[str, Any]], query_ap: np.ndarray | None
-) -> list[QueryResult]:
+) -> list[QueryRecord]:
     """The report's view of each query: its label, AP and ranked matches (`rows` holds k per query, in
     query order)."""
     k = len(rows) // len(query.features)
     return [
-        QueryResult(
+        QueryRecord(
+            q,
             path,
             _label(label),
+            None,
             None if query_ap is None else float(query_ap[q]),
-            [Match(r["gallery_path"], r["distance"], r.get("correct")) for r in rows[q * k : (q + 1) * k]],
+            tuple(
+                RankedItem(r["gallery_path"], r.get("gallery_label"), None, r["distance"], r.get("correct"))
+                for r in rows[q * k : (q + 1) * k]
+            ),
         )
         for q, (path, label) in enumerate(zip(query.paths.tolist(), query.labels.tolist(), strict=True))
     ]
