@@ -179,7 +179,15 @@ def card_from_run_folder(path: str | Path) -> dict[str, Any] | None:
     run_config = Path(path).resolve().parent.parent / ".hydra" / "config.yaml"
     if not run_config.is_file():
         return None
-    config = OmegaConf.load(run_config)  # `${hydra:...}` values cannot resolve outside Hydra: only parts do
+    return card_from_config(OmegaConf.load(run_config))
+
+
+def card_from_config(config: DictConfig, backbone: nn.Module | None = None) -> dict[str, Any]:
+    """The card of the backbone a training config describes: its input size from `dataset.height` and
+    `width` (else `model.input_size`), its normalisation from `backbone` when given.
+
+    `${hydra:...}` values cannot resolve outside Hydra, so only the model part is resolved.
+    """
     model = _plain(config.model)
     dataset = _plain(config.get("dataset", {}))
     channels = model.get("in_channels", 3)
@@ -187,7 +195,13 @@ def card_from_run_folder(path: str | Path) -> dict[str, Any] | None:
     if size is None and "input_size" in model:
         side = model["input_size"]
         size = [side, side] if isinstance(side, int) else list(side)
-    return model_card(model, None if size is None else (channels, *size), OmegaConf.to_container(config))
+    return model_card(
+        model,
+        None if size is None else (channels, *size),
+        OmegaConf.to_container(config),
+        getattr(backbone, "input_mean", None),
+        getattr(backbone, "input_std", None),
+    )
 
 
 def build_backbone(card: dict[str, Any], path: str | Path) -> nn.Module:
