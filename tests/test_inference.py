@@ -3,6 +3,7 @@ embedded into a resumable features file."""
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import re
 import subprocess
@@ -18,7 +19,9 @@ from PIL import Image
 import reid
 from reid.errors import ConfigError, DataError
 from reid.inference.model import load_model
+from reid.retrieval.feature_files import FeatureSet, read_features, write_features
 from reid.tasks.embed import embed
+from reid.tasks.search import search
 from tests.helpers.cli import ROOT, run_script
 from tests.helpers.configs import CONFIGS
 from tests.helpers.inference import (
@@ -29,6 +32,7 @@ from tests.helpers.inference import (
     write_checkpoint,
     write_images,
 )
+from tests.helpers.search_files import compose_search
 
 
 @pytest.fixture(scope="module")
@@ -195,6 +199,53 @@ def test_embed_stops_on_an_empty_folder_or_another_checkpoints_features(ckpt, tm
                 tmp_path / "run4", f"ckpt_path={ckpt}", f"input={tmp_path / 'images'}", f"output={foreign}"
             )
         )
+    unrecorded = tmp_path / "unrecorded.npz"  # e.g. evaluate.py's features.npz: no checkpoint in its meta
+    np.savez(unrecorded, features=np.zeros((1, 2), np.float32))
+    with pytest.raises(ConfigError, match="another checkpoint \\('none recorded', 2-dimensional\\)"):
+        embed(
+            embed_cfg(
+                tmp_path / "run5", f"ckpt_path={ckpt}", f"input={tmp_path / 'images'}", f"output={unrecorded}"
+            )
+        )
+
+
+def test_embed_s_file_reads_in_search_and_a_file_written_for_it_resumes(ckpt, model, tmp_path):
+    """One feature file format: embed.py's file round-trips through `read_features`/`write_features` and
+    search.py searches it; a file `write_features` made with the checkpoint's meta is resumed by embed.py."""
+    images = tmp_path / "images"
+    paths = write_images(images, ["cat/1.png", "cat/2.png", "dog/1.png"])
+    output = tmp_path / "features.npz"
+    embed(embed_cfg(tmp_path / "run1", f"ckpt_path={ckpt}", f"input={images}", f"output={output}"))
+    features = read_features(output)
+    assert features.paths.tolist() == [str(p.resolve()) for p in paths] and features.labelled
+    assert features.labels.tolist() == [0, 0, 1] and features.classes.tolist() == ["cat", "dog"]
+    assert features.meta == {"checkpoint": str(ckpt), "sha256": model.meta["sha256"], "embed_dim": 2}
+    torch.testing.assert_close(torch.from_numpy(features.features), model.embed(paths), atol=1e-6, rtol=0)
+    copy = tmp_path / "copy.npz"
+    write_features(copy, features)
+    written, again = read_npz(output), read_npz(copy)
+    assert sorted(written) == sorted(again)
+    for key, array in written.items():
+        assert array.dtype == again[key].dtype and np.array_equal(array, again[key]), key
+
+    result = search(compose_search(tmp_path / "search", f"query={output}", f"gallery={copy}", "top_k=1"))
+    with (tmp_path / "search" / "matches.csv").open() as file:
+        rows = list(csv.DictReader(file))
+    assert [row["gallery_path"] for row in rows] == features.paths.tolist()  # each image finds itself
+    assert [row["query_label"] for row in rows] == ["0", "0", "1"]
+    assert [row["correct"] for row in rows] == ["True"] * 3
+    assert result["num_query"] == 3 and result["rank1"] == 1.0 and result["camera_filter"] is False
+
+    resumed = tmp_path / "resumed.npz"
+    meta = {key: model.meta[key] for key in ("checkpoint", "sha256", "embed_dim")}
+    first = features.features[:2], features.paths[:2], features.labels[:2], np.full(2, -1)
+    write_features(resumed, FeatureSet(*first, meta, np.array(["cat"])))
+    embed(embed_cfg(tmp_path / "run2", f"ckpt_path={ckpt}", f"input={images}", f"output={resumed}"))
+    grown = read_features(resumed)
+    assert np.array_equal(grown.features[:2], features.features[:2])  # bit for bit
+    assert grown.paths.tolist() == features.paths.tolist() and grown.meta == features.meta
+    assert grown.classes.tolist() == ["cat", "dog"] and grown.labels.tolist() == [0, 0, 1]
+    np.testing.assert_allclose(grown.features[2:], features.features[2:], atol=1e-6, rtol=0)
 
 
 @pytest.mark.slow

@@ -1,15 +1,12 @@
-"""The features file embed.py writes, and the image lists it embeds (a folder tree or a CSV list).
+"""The images embed.py embeds (a folder tree or a CSV list), and how it resumes its features file.
 
-A `.npz` file (numpy, no pickles) with
-    features (N, D) float32, paths (N,) str (absolute), labels (N,) int64 and camids (N,) int64 (-1: unknown),
-    classes (K,) str (for a folder input: the folder name of label k; empty otherwise),
-    meta: a JSON string {"checkpoint", "sha256" (of the checkpoint), "embed_dim"}.
-Rows keep the order they were embedded in; a later run over a grown input appends rows (`merged`).
+The file's layout is `reid.retrieval.feature_files`, which alone writes and reads it. Rows keep the order
+they were embedded in; a later run over a grown input appends rows (`merged`) and numbers new class
+folders after the file's `classes`.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,10 +15,7 @@ import numpy as np
 
 from reid.data.image_files import IMAGE_EXTENSIONS, list_image_files, read_image_csv
 from reid.errors import ConfigError, DataError
-from reid.files import atomic_file
-
-UNKNOWN = -1
-ARRAYS = ("features", "paths", "labels", "camids", "classes")
+from reid.retrieval.feature_files import UNKNOWN, FeatureSet, read_features
 
 
 @dataclass
@@ -80,50 +74,41 @@ def list_input(source: str | Path, classes: list[str] | None = None) -> ImageLis
     return ImageList([str(p) for p in files], labels, np.full(len(files), UNKNOWN, dtype=np.int64), known)
 
 
-def read_features(path: str | Path) -> dict[str, Any]:
-    """An earlier features file: its arrays, and `meta` as a dict. Raises `DataError` if it is not one."""
+def read_resumable(path: str | Path, meta: dict[str, Any]) -> FeatureSet | None:
+    """The features already in `path` (None when there is no such file), checked to come from the
+    checkpoint `meta` describes ("sha256", "embed_dim"), so rows of two models never mix in one file.
+
+    Raises `DataError` when `path` is not a feature file and `ConfigError` when another checkpoint (or none
+    recorded) made it; the file is left untouched either way.
+    """
+    path = Path(path)
+    if not path.exists():
+        return None
     try:
-        with np.load(path, allow_pickle=False) as data:
-            content = {key: data[key] for key in data.files}
-        missing = [key for key in (*ARRAYS, "meta") if key not in content]
-        if missing:
-            raise ValueError(f"no {', '.join(missing)}")
-        content["meta"] = json.loads(str(content["meta"]))
-    except (OSError, ValueError) as error:
+        earlier = read_features(path)
+    except DataError as error:
         raise DataError(
-            f"output='{path}' exists but is not a features file of embed.py ({error}). It is left untouched: "
+            f"output='{path}' exists but is not a features file of embed.py: {error} It is left untouched: "
             "pass a new output=... (a .npz path that does not exist yet)."
         ) from None
-    return content
-
-
-def check_resumable(path: str | Path, earlier: dict[str, Any], meta: dict[str, Any]) -> None:
-    """Stops with `ConfigError` when the features in `path` were made by another checkpoint or have another
-    dimension than the model's, so rows of two models never mix in one file."""
-    dim = earlier["features"].shape[1] if earlier["features"].ndim == 2 else None
-    made_by = earlier["meta"].get("checkpoint")
-    if earlier["meta"].get("sha256") != meta["sha256"] or dim != meta["embed_dim"]:
+    if earlier.meta.get("sha256") != meta["sha256"] or earlier.dim != meta["embed_dim"]:
+        made_by = earlier.meta.get("checkpoint") if earlier.meta.get("sha256") else "none recorded"
         raise ConfigError(
             f"The features in '{path}' were made by another checkpoint ('{made_by}', "
-            f"{dim}-dimensional) than ckpt_path='{meta['checkpoint']}' ({meta['embed_dim']}-dimensional), so "
-            "new rows cannot be added to them. Pass a new output=... for this checkpoint's features."
+            f"{earlier.dim}-dimensional) than ckpt_path='{meta['checkpoint']}' "
+            f"({meta['embed_dim']}-dimensional), so new rows cannot be added to them. Pass a new output=... "
+            "for this checkpoint's features."
         )
+    return earlier
 
 
-def merged(earlier: dict[str, Any] | None, images: ImageList, features: np.ndarray) -> dict[str, np.ndarray]:
-    """The arrays of a features file: `earlier`'s rows unchanged and in order, then `images`' rows."""
-    new = {
-        "features": features.astype(np.float32),
-        "paths": np.array(images.paths, dtype=str),
-        "labels": images.labels,
-        "camids": images.camids,
-    }
+def merged(
+    earlier: FeatureSet | None, images: ImageList, features: np.ndarray, meta: dict[str, Any]
+) -> FeatureSet:
+    """The features file after a run: `earlier`'s rows unchanged and in order, then `images`' rows with
+    their `features` (N, D), the class names of `images` (which extend `earlier`'s) and this run's `meta`."""
+    columns = [features.astype(np.float32), np.array(images.paths, dtype=str), images.labels, images.camids]
     if earlier is not None:
-        new = {key: np.concatenate([earlier[key], value]) for key, value in new.items()}
-    return new | {"classes": np.array(images.classes, dtype=str)}
-
-
-def write_features(path: str | Path, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
-    """Writes (atomically) the features file `path` with `arrays` and `meta` as its JSON `meta` entry."""
-    with atomic_file(path) as file:
-        np.savez(file, **arrays, meta=np.array(json.dumps(meta)))
+        before = [earlier.features, earlier.paths, earlier.labels, earlier.camids]
+        columns = [np.concatenate(pair) for pair in zip(before, columns, strict=True)]
+    return FeatureSet(*columns, meta, np.array(images.classes, dtype=str))

@@ -1,9 +1,11 @@
 """Feature files (`.npz`): the embeddings of a set of images, with what is known of each image.
 
-The keys are defined here once, for the writer (`embed.py`) and the readers (`search.py`): `features`
-(N, D) float32, `paths` (N,) str, `labels` (N,) int64, `camids` (N,) int64 (-1 where unknown) and `meta`
-(a JSON string: the checkpoint's path and sha256, embed_dim). Only `features` is required: a file without
-`paths` names its items `<file>#<row>`, one without `labels` or `camids` has them unknown, so the
+The layout is defined, written and read here only, for the writer (`embed.py`, which also reads its file
+back to resume it) and the reader (`search.py`): `features` (N, D) float32, `paths` (N,) str, `labels`
+(N,) int64, `camids` (N,) int64 (-1 where unknown), `classes` (K,) str (the class folder of label k when
+the labels come from class folders, empty otherwise) and `meta` (a JSON string: the checkpoint's path and
+sha256, embed_dim). Only `features` is required: a file without `paths` names its items `<file>#<row>`,
+one without `labels` or `camids` has them unknown and one without `classes` has none, so the
 `features.npz` that `evaluate.py` writes for unlabelled data reads too.
 """
 
@@ -19,7 +21,7 @@ import numpy as np
 from reid.errors import DataError
 from reid.files import atomic_file
 
-FEATURES, PATHS, LABELS, CAMIDS, META = "features", "paths", "labels", "camids", "meta"
+FEATURES, PATHS, LABELS, CAMIDS, CLASSES, META = "features", "paths", "labels", "camids", "classes", "meta"
 UNKNOWN = -1
 """The label or camera id of an item whose label or camera is not known."""
 
@@ -27,13 +29,15 @@ UNKNOWN = -1
 @dataclass(frozen=True)
 class FeatureSet:
     """N embedded items: `features` (N, D) float32, `paths` (N,) str, `labels` and `camids` (N,) int64
-    (UNKNOWN where not known), and the writer's `meta`."""
+    (UNKNOWN where not known), the writer's `meta`, and `classes` (K,) str, the name of label k (empty
+    when the labels have no names)."""
 
     features: np.ndarray
     paths: np.ndarray
     labels: np.ndarray
     camids: np.ndarray
     meta: dict = field(default_factory=dict)
+    classes: np.ndarray = field(default_factory=lambda: np.array([], dtype=str))
 
     @property
     def dim(self) -> int:
@@ -61,8 +65,8 @@ def read_features(path: str | Path) -> FeatureSet:
     if FEATURES not in arrays:
         raise DataError(
             f"'{path}' has no '{FEATURES}' array (it holds {', '.join(sorted(arrays)) or 'nothing'}). "
-            f"A feature file holds '{FEATURES}' (N, D) and optionally '{PATHS}', '{LABELS}', '{CAMIDS}' "
-            f"and '{META}'."
+            f"A feature file holds '{FEATURES}' (N, D) and optionally '{PATHS}', '{LABELS}', '{CAMIDS}', "
+            f"'{CLASSES}' and '{META}'."
         )
     features = arrays[FEATURES]
     if features.ndim != 2 or len(features) == 0 or not np.issubdtype(features.dtype, np.floating):
@@ -82,8 +86,16 @@ def read_features(path: str | Path) -> FeatureSet:
     camids = _column(arrays, CAMIDS, n, path)
     if len(paths) != n:
         raise DataError(f"'{path}': '{PATHS}' has {len(paths)} entries but '{FEATURES}' has {n} rows.")
+    classes = arrays.get(CLASSES, np.array([], dtype=str))
+    if classes.ndim != 1 or not (len(classes) == 0 or np.issubdtype(classes.dtype, np.str_)):
+        raise DataError(
+            f"'{path}': '{CLASSES}' must be a (K,) array of strings (the name of each label), got shape "
+            f"{classes.shape} and dtype {classes.dtype}."
+        )
     meta = json.loads(str(arrays[META])) if META in arrays else {}
-    return FeatureSet(features.astype(np.float32, copy=False), paths.astype(str), labels, camids, meta)
+    return FeatureSet(
+        features.astype(np.float32, copy=False), paths.astype(str), labels, camids, meta, classes.astype(str)
+    )
 
 
 def write_features(path: str | Path, features: FeatureSet) -> None:
@@ -96,6 +108,7 @@ def write_features(path: str | Path, features: FeatureSet) -> None:
                 PATHS: np.asarray(features.paths, dtype=str),
                 LABELS: np.asarray(features.labels, dtype=np.int64),
                 CAMIDS: np.asarray(features.camids, dtype=np.int64),
+                CLASSES: np.asarray(features.classes, dtype=str),
                 META: np.array(json.dumps(features.meta)),
             },
         )

@@ -1,7 +1,7 @@
 """Embed a folder tree or a CSV list of images with a trained checkpoint into a features file.
 
 `python embed.py ckpt_path=<file>.ckpt input=<folder or .csv> [output=<file>.npz]` writes the features,
-paths, labels and cameras (`reid.inference.features`) to `output`, by default `features.npz` in its own
+paths, labels and cameras (`reid.retrieval.feature_files`) to `output`, by default `features.npz` in its own
 run folder. An `output` that exists is resumed: only the images not in it yet are embedded, and the file is
 replaced (atomically) by its earlier rows, unchanged and in order, followed by the new ones. Images that
 cannot be decoded are skipped, counted and listed in `<output stem>.skipped.txt` beside it.
@@ -16,9 +16,10 @@ from omegaconf import DictConfig
 
 from reid.errors import ConfigError
 from reid.files import write_text
-from reid.inference.features import check_resumable, list_input, merged, read_features, write_features
+from reid.inference.features import list_input, merged, read_resumable
 from reid.inference.images import embed_files
 from reid.inference.model import load_model
+from reid.retrieval.feature_files import write_features
 
 
 def embed(cfg: DictConfig) -> dict[str, float]:
@@ -34,11 +35,9 @@ def embed(cfg: DictConfig) -> dict[str, float]:
         raise ConfigError(f"output='{output}' must name a .npz file, e.g. output=features.npz.")
     model = load_model(cfg.ckpt_path, device=cfg.device)
     meta = {key: model.meta[key] for key in ("checkpoint", "sha256", "embed_dim")}
-    earlier = read_features(output) if output.exists() else None
-    if earlier is not None:
-        check_resumable(output, earlier, meta)
-    images = list_input(cfg.input, None if earlier is None else earlier["classes"].tolist())
-    done = set() if earlier is None else set(earlier["paths"].tolist())
+    earlier = read_resumable(output, meta)
+    images = list_input(cfg.input, None if earlier is None else earlier.classes.tolist())
+    done = set() if earlier is None else set(earlier.paths.tolist())
     todo = images.select([i for i, path in enumerate(images.paths) if path not in done])
     print(
         f"{len(images.paths)} images in '{cfg.input}': {len(todo.paths)} to embed, {len(done)} in '{output}'."
@@ -47,7 +46,7 @@ def embed(cfg: DictConfig) -> dict[str, float]:
     result = embed_files(model, todo.paths, cfg.batch_size, cfg.num_workers)
     seconds = time.perf_counter() - start
     if result.indices:
-        write_features(output, merged(earlier, todo.select(result.indices), result.features.numpy()), meta)
+        write_features(output, merged(earlier, todo.select(result.indices), result.features.numpy(), meta))
     skipped_list = output.with_name(f"{output.stem}.skipped.txt")
     if result.skipped or skipped_list.exists():  # it always lists what the latest run could not decode
         write_text(skipped_list, "".join(f"{path}\t{why}\n" for path, why in result.skipped))
