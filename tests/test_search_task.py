@@ -9,14 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 from reid.errors import ConfigError, DataError
+from reid.inference.model import load_model
 from reid.retrieval.distances import euclidean_distances
 from reid.retrieval.feature_files import FeatureSet, read_features, write_features
 from reid.retrieval.ranking import rank_metrics
 from reid.tasks.search import search
 from tests.helpers.cli import run_script
+from tests.helpers.inference import CONVNET_RGB, write_checkpoint, write_images
 from tests.helpers.search_files import DIM, compose_search, write_feature_file
 
 
@@ -137,35 +138,26 @@ def test_search_cli_gives_every_run_its_own_folder(files, tmp_path):
     )
 
 
-class MeanColourModel:
-    """A stand-in for `reid.load_model(ckpt)`: embeds an image as its mean RGB (3-D)."""
-
-    def __init__(self, ckpt_path: str):
-        self.ckpt_path = ckpt_path
-
-    def embed(self, paths: list[str]) -> torch.Tensor:
-        return torch.tensor(
-            np.array([np.asarray(Image.open(p), dtype=np.float32).mean((0, 1)) for p in paths])
-        )
-
-
-def test_query_images_are_embedded_with_the_checkpoint_s_model(tmp_path, monkeypatch):
-    import reid
-
-    monkeypatch.setattr(reid, "load_model", MeanColourModel, raising=False)
-    rng = np.random.default_rng(3)
-    colours = rng.integers(0, 256, (12, 3))
-    paths = []
-    for i, colour in enumerate(colours):
-        paths.append(tmp_path / "photos" / f"{i:02d}.png")
-        paths[-1].parent.mkdir(exist_ok=True)
-        Image.new("RGB", (8, 16), tuple(colour.tolist())).save(paths[-1])
-    gallery = MeanColourModel("x").embed([str(p) for p in paths]).numpy()
+def test_query_images_are_embedded_with_the_checkpoint_s_model(tmp_path):
+    """A folder of query images, read as embed.py reads it (class folders give labels), embedded by the
+    checkpoint's model: each image finds its own gallery features at distance 0."""
+    ckpt = write_checkpoint(tmp_path / "model.ckpt", CONVNET_RGB)
+    paths = [
+        path
+        for label, name in enumerate(("a", "b"))
+        for path in write_images(tmp_path / "photos" / name, [f"{i}.png" for i in range(3)], seed=label)
+    ]
+    gallery = load_model(ckpt).embed([str(p) for p in paths]).numpy()
     gallery_file = tmp_path / "gallery.npz"
-    unknown = np.full(12, -1)
-    write_features(gallery_file, FeatureSet(gallery, np.array([str(p) for p in paths]), unknown, unknown))
+    labels = np.array([0, 0, 0, 1, 1, 1])
+    write_features(
+        gallery_file, FeatureSet(gallery, np.array([str(p) for p in paths]), labels, np.full(6, -1))
+    )
     out = tmp_path / "run"
-    search(compose_search(out, f"query={tmp_path / 'photos'}", f"gallery={gallery_file}", "ckpt_path=m.ckpt"))
+    search(
+        compose_search(out, f"query={tmp_path / 'photos'}", f"gallery={gallery_file}", f"ckpt_path={ckpt}")
+    )
     firsts = [row for row in read_csv(out / "matches.csv") if row["rank"] == "1"]
     assert [row["query_path"] for row in firsts] == [str(p) for p in paths]  # the folder, sorted
-    assert all(row["gallery_path"] == row["query_path"] and float(row["distance"]) == 0 for row in firsts)
+    assert all(row["gallery_path"] == row["query_path"] and float(row["distance"]) < 1e-5 for row in firsts)
+    assert json.loads((out / "metrics.json").read_text())["rank1"] == 1.0  # labels from the class folders

@@ -33,7 +33,7 @@ class ImageList:
         return ImageList([self.paths[i] for i in rows], self.labels[rows], self.camids[rows], self.classes)
 
 
-def list_input(source: str | Path, classes: list[str] | None = None) -> ImageList:
+def list_input(source: str | Path, classes: list[str] | None = None, key: str = "input") -> ImageList:
     """The images of `source`: a folder (every image at any depth) or a CSV list (`path[,label][,camera]`).
 
     A folder whose images all sit in subfolders is read as one class per first-level subfolder: label k is
@@ -51,14 +51,14 @@ def list_input(source: str | Path, classes: list[str] | None = None) -> ImageLis
         )
     if not source.is_dir():
         raise ConfigError(
-            f"input='{source}' is neither a folder nor a .csv file. Pass a folder of images (any depth) or a "
-            "CSV list with a `path` column, e.g. input=/path/to/images."
+            f"{key}='{source}' is neither a folder nor a .csv file. Pass a folder of images (any depth) or a "
+            f"CSV list with a `path` column, e.g. {key}=/path/to/images."
         )
     found = list_image_files(source)
     if not found:
         raise DataError(
             f"The folder '{source}' holds no image files ({', '.join(sorted(IMAGE_EXTENSIONS))}, at any "
-            "depth). Pass a folder with images, e.g. input=/path/to/images."
+            f"depth). Pass a folder with images, e.g. {key}=/path/to/images."
         )
     folders = [
         p.relative_to(source).parts[0] if len(p.relative_to(source).parts) > 1 else None for p in found

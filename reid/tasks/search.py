@@ -21,9 +21,11 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
-from reid.data.image_files import is_image_file, list_image_files, read_image_csv
-from reid.errors import ConfigError, DataError
+from reid.data.image_files import is_image_file
+from reid.errors import ConfigError
 from reid.files import atomic_file, write_text
+from reid.inference.features import ImageList, list_input
+from reid.inference.model import load_model
 from reid.reporting.figures import distance_histogram
 from reid.reporting.html_report import (
     CORRECT_COLOUR,
@@ -95,53 +97,24 @@ def check_output_dir(folder: Path) -> None:
 
 
 def read_queries(cfg: DictConfig) -> FeatureSet:
-    """The query features: a feature file as it is, or images (a folder or a CSV list) embedded with
-    `cfg.ckpt_path`."""
+    """The query features: a feature file as it is, or images (one image, a folder read as embed.py reads
+    it, or a CSV list) embedded with `cfg.ckpt_path`."""
     source = Path(cfg.query)
     if source.suffix == ".npz":
         return read_features(source)
-    if source.is_dir():
-        paths, labels, camids = [str(p) for p in list_image_files(source)], None, None
-        if not paths:
-            raise DataError(f"The query folder '{source}' holds no images (.jpg, .jpeg, .png, .bmp, .webp).")
-    elif source.suffix.lower() == ".csv":
-        records = read_image_csv(source, require_label=False)
-        paths = [r.path for r in records]
-        labels = [UNKNOWN if r.label is None else r.label for r in records]
-        camids = [UNKNOWN if r.camid is None else r.camid for r in records]
-    elif source.is_file() and is_image_file(source):
-        paths, labels, camids = [str(source)], None, None
+    if source.is_file() and is_image_file(source):
+        unknown = np.array([UNKNOWN], dtype=np.int64)
+        images = ImageList([str(source.resolve())], unknown, unknown.copy())
     else:
-        raise DataError(
-            f"query={source} is not a feature file (.npz), an image folder, a CSV list or an image "
-            "(or it does not exist)."
-        )
-    return embed_images(cfg.ckpt_path, paths, labels, camids)
-
-
-def embed_images(ckpt_path: str | None, paths: list[str], labels, camids) -> FeatureSet:
-    """Features of the images at `paths` from the checkpoint's model (`reid.load_model(...).embed`)."""
-    import reid
-
-    if not ckpt_path:
+        images = list_input(source, key="query")
+    if not cfg.ckpt_path:
         raise ConfigError(
             "Searching with images needs the model that embedded the gallery: pass "
             "ckpt_path=<run>/checkpoints/<file>.ckpt, or a query feature file written by embed.py."
         )
-    if not hasattr(reid, "load_model"):
-        raise ConfigError(
-            "This installation cannot embed images (reid.load_model is missing): embed the queries with "
-            "embed.py and pass query=<features>.npz."
-        )
-    features = reid.load_model(ckpt_path).embed(paths).float().cpu().numpy()
-    n = len(paths)
-    unknown = np.full(n, UNKNOWN, dtype=np.int64)
+    features = load_model(cfg.ckpt_path).embed(images.paths).float().cpu().numpy()
     return FeatureSet(
-        features,
-        np.asarray(paths),
-        unknown if labels is None else np.asarray(labels, dtype=np.int64),
-        unknown if camids is None else np.asarray(camids, dtype=np.int64),
-        {"checkpoint": str(ckpt_path)},
+        features, np.asarray(images.paths), images.labels, images.camids, {"checkpoint": str(cfg.ckpt_path)}
     )
 
 
