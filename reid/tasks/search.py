@@ -79,7 +79,7 @@ def search(cfg: DictConfig) -> dict[str, Any]:
         query_results(query, rows, query_ap),
         cmc=cmc,
         figures={"Distances": figure},
-        n_show=cfg.n_show,
+        n_show=cfg.report_queries,
     )
     print(f"{len(query.features)} queries searched in {len(gallery.features)} gallery items ({cfg.index}).")
     print(f"Matches: {output_dir / 'matches.csv'}\nReport: {report}")
