@@ -13,8 +13,8 @@ from reid.data.idx import read_idx
 from reid.data.mars import to_unit_float
 from reid.data.synthetic_market import make_synthetic_market
 from reid.retrieval.unseen_classes import unseen_class_metrics
-from reid.tasks.cli import run_cli
 from reid.tasks.train import train
+from tests.helpers.cli import train_error_paragraph
 from tests.helpers.configs import compose_train
 from tests.helpers.image_trees import write_class_folders, write_cub, write_sop
 
@@ -105,11 +105,7 @@ def test_experiments_compose_with_their_datasets(tmp_path, experiment):
 
 def test_folder_smoke_without_a_root_is_one_paragraph(tmp_path, capsys):
     cfg = compose_train(tmp_path / "run", "experiment=folder_smoke")
-    with pytest.raises(SystemExit) as exit_info:
-        run_cli(train, cfg)
-    assert exit_info.value.code == 1
-    stderr = capsys.readouterr().err
-    assert stderr.startswith("\nError: ") and stderr.count("\n") == 2
+    stderr = train_error_paragraph(cfg, capsys)
     assert "dataset.root=/path/to/images" in stderr
 
 

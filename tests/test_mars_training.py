@@ -12,9 +12,9 @@ import torch
 from reid.data.mars import MarsFrameDataset, load_mars
 from reid.errors import ConfigError, DataError
 from reid.retrieval.evaluators import protocol_evaluator
-from reid.tasks.cli import run_cli
 from reid.tasks.train import train
 from reid.training.datamodules.mars import MarsDataModule
+from tests.helpers.cli import train_error_paragraph
 from tests.helpers.configs import compose_train
 from tests.helpers.mars import write_small_mars
 
@@ -171,9 +171,5 @@ def test_missing_mars_root_is_one_paragraph_and_exit_status_1(tmp_path, capsys):
     boundary is covered by test_train.py's missing-MNIST test)."""
     missing = tmp_path / "no-mars-here"
     cfg = compose_train(tmp_path / "run", "experiment=mars_smoke", f"dataset.root={missing}")
-    with pytest.raises(SystemExit) as exit_info:
-        run_cli(train, cfg)
-    assert exit_info.value.code == 1
-    stderr = capsys.readouterr().err
-    assert stderr.startswith("\nError: ") and stderr.count("\n") == 2  # one paragraph
+    stderr = train_error_paragraph(cfg, capsys)
     assert str(missing) in stderr and "bbox_train" in stderr
