@@ -1,6 +1,7 @@
 """Each image dataset trains end to end through `train.py`'s task (slow), the experiments compose (fast),
 and a real-image check on Fashion-MNIST written as class folders (slow; skipped without ../shared/data)."""
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +14,10 @@ from reid.data.idx import read_idx
 from reid.data.mars import to_unit_float
 from reid.data.synthetic_market import make_synthetic_market
 from reid.retrieval.unseen_classes import unseen_class_metrics
+from reid.tasks.evaluate import evaluate
 from reid.tasks.train import train
 from tests.helpers.cli import train_error_paragraph
-from tests.helpers.configs import compose_train
+from tests.helpers.configs import compose_evaluate, compose_train
 from tests.helpers.image_trees import write_class_folders, write_cub, write_sop
 
 FASHION = Path(__file__).resolve().parents[2] / "shared" / "data" / "fashion-mnist"
@@ -80,14 +82,32 @@ DATASETS = {  # name: (overrides, writer of the tree -> the dataset's path overr
 @pytest.mark.parametrize("name", DATASETS)
 def test_each_dataset_trains_end_to_end(tmp_path, name):
     """Two PK steps, one validation, checkpoints: every dataset through the real train config, validated by
-    the evaluator it chooses (re-ID ranking for query/gallery data, unseen-class metrics otherwise)."""
+    the evaluator it chooses (re-ID ranking for query/gallery data, unseen-class metrics otherwise); then
+    evaluate.py on the checkpoint writes the metrics validation logged, the features, pictures and report."""
     overrides, write, metric = DATASETS[name]
     data = tmp_path / "data"
     data.mkdir()
     path = write(data)
     metrics = train(compose_train(tmp_path / "run", *overrides, path, *TINY_RUN))
     assert 0 <= metrics[f"val/{metric}"] <= 1 and "val/mAP" in metrics and "val/roc_auc" in metrics
-    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+    checkpoint = tmp_path / "run" / "checkpoints" / "last.ckpt"
+
+    out = tmp_path / "eval"
+    cfg = compose_evaluate(
+        out, f"ckpt_path={checkpoint}", *overrides, path, "dataset.num_workers=0", "n_show=2"
+    )
+    result = evaluate(cfg)
+    assert json.loads((out / "metrics.json").read_text()) == result
+    assert result[metric] == pytest.approx(metrics[f"val/{metric}"], abs=1e-6)  # the test set validation saw
+    features = np.load(out / "features.npz")
+    if metric == "rank1":  # query/gallery data: the MARS keys
+        assert set(features) == {"q_features", "q_pids", "q_camids", "g_features", "g_pids", "g_camids"}
+        assert len(features["q_pids"]) == result["num_query"]
+    else:  # unseen classes: features, labels, paths
+        assert set(features) == {"features", "labels", "paths"}
+        assert len(features["paths"]) == result["num_images"] and Path(features["paths"][0]).is_file()
+    assert len(list((out / "rankings").glob("query_*.png"))) == 2
+    assert (out / "verification.png").is_file() and (out / "report.html").is_file()
 
 
 @pytest.mark.parametrize("experiment", ["market_seed", "market_paper", "market_smoke", "folder_smoke"])

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from reid.data.mars import MarsSplits, load_mars
@@ -22,6 +21,7 @@ from reid.tasks.evaluate import evaluate
 from reid.tasks.train import train
 from reid.training.checkpoints import MODEL_CARD, check_checkpoint
 from tests.helpers.cli import run_script
+from tests.helpers.configs import compose_evaluate
 from tests.helpers.mars import write_small_mars
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -129,11 +129,6 @@ def test_evaluate_cli_official_with_reranking(trained, mars, tmp_path):
     assert {k: metrics[k] for k in expected} == pytest.approx(expected)
     assert metrics["roc_auc"] > 0.7  # trained: same-identity pairs are mostly closer
     assert (eval_dir / "verification.png").stat().st_size > 1000
-
-
-def compose_evaluate(output_dir: Path, *overrides: str):
-    with initialize_config_dir(config_dir=str(ROOT / "configs"), version_base="1.3"):
-        return compose("evaluate", overrides=[f"paths.output_dir={output_dir}", *overrides])
 
 
 def test_evaluate_torchreid_protocol(trained, mars, tmp_path):

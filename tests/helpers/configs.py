@@ -23,3 +23,9 @@ def compose_train(output_dir: Path, *overrides: str) -> DictConfig:
                 *overrides,
             ],
         )
+
+
+def compose_evaluate(output_dir: Path, *overrides: str) -> DictConfig:
+    """The real evaluate config with output in `output_dir`."""
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        return compose("evaluate", overrides=[f"paths.output_dir={output_dir}", *overrides])
