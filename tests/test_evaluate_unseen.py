@@ -18,7 +18,7 @@ from reid.reporting.ranked_lists import leave_one_out_records
 from reid.retrieval.unseen_classes import leave_one_out, unseen_class_metrics
 from reid.retrieval.verification import class_pair_statistics
 from reid.tasks.evaluate import evaluate
-from reid.training.checkpoints import load_model
+from reid.training.checkpoints import load_backbone
 from tests.helpers.browser import check_rendered_report, needs_chromium
 from tests.helpers.unseen_classes import ColouredImagesDataModule, write_checkpoint, write_coloured_images
 
@@ -88,7 +88,7 @@ def test_evaluate_embeds_with_the_configured_tta(images, tmp_path):
     """features.npz holds the mean of the 10 flip_crops views, as `embed_with_tta` computes it here."""
     cfg = unseen_config(tmp_path, images, "evaluator.tta=flip_crops")
     evaluate(cfg)
-    backbone, _ = load_model(cfg.ckpt_path)
+    backbone, _ = load_backbone(cfg.ckpt_path)
     datamodule = ColouredImagesDataModule(str(images))
     datamodule.setup()
     batches = [to_unit_float(images) for images, _ in datamodule.test_dataloader()]

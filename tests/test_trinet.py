@@ -18,7 +18,7 @@ from torch import nn
 from reid.errors import ConfigError
 from reid.models import EmbeddingNet, LuNet
 from reid.tasks.train import train
-from reid.training.checkpoints import MODEL_CARD, ModelCard, load_model
+from reid.training.checkpoints import MODEL_CARD, ModelCard, load_backbone
 from tests.helpers.cli import train_error_paragraph
 from tests.helpers.configs import compose_train
 from tests.helpers.mars import write_small_mars
@@ -239,7 +239,7 @@ def test_model_card_records_the_normalisation_and_rebuilds_without_weights_or_do
     checkpoint[MODEL_CARD]["model"]["pretrained"] = True  # as if trained from the download: not repeated
     torch.save(checkpoint, tmp_path / "model.ckpt")
     weights.unlink()  # the starting weights are gone: the checkpoint holds the trained ones
-    rebuilt, _ = load_model(tmp_path / "model.ckpt")
+    rebuilt, _ = load_backbone(tmp_path / "model.ckpt")
     assert all(torch.equal(rebuilt.state_dict()[k], v) for k, v in net.state_dict().items())
     # The small backbones normalise nothing: their card says 0 and 1.
     lunet_card = ModelCard({"_target_": "reid.models.lunet.LuNet"}, {})
@@ -278,7 +278,7 @@ def test_resnet18_trains_on_mars_and_its_checkpoint_carries_the_normalisation(tm
     )
     metrics = train(cfg)
     assert "val/mAP" in metrics and torch.isfinite(torch.tensor(metrics["train/loss"]))
-    backbone, card = load_model(tmp_path / "run" / "checkpoints" / "last.ckpt")
+    backbone, card = load_backbone(tmp_path / "run" / "checkpoints" / "last.ckpt")
     assert (card["channels"], card["input_size"], card["mean"], card["std"]) == (
         3,
         [32, 16],

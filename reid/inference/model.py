@@ -128,7 +128,7 @@ def load_model(ckpt: str | Path, device: str | torch.device | None = None) -> Em
     """The backbone a train.py checkpoint holds, in eval mode on `device` (default: the GPU when there is
     one, else the CPU), as an `EmbeddingModel`. A file that is not a train.py checkpoint (no weights, no
     backbone, no model card) stops with a `ConfigError` naming it."""
-    backbone, card = checkpoints.load_model(ckpt)
+    backbone, card = checkpoints.load_backbone(ckpt)
     if card["input_size"] is None or card["channels"] is None:
         raise ConfigError(
             f"The checkpoint '{ckpt}' does not record the input size and channels its backbone was trained "

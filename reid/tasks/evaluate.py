@@ -53,7 +53,7 @@ from reid.retrieval.evaluators import Tracklets, ValidationSet
 from reid.retrieval.rerank import re_ranking
 from reid.retrieval.unseen_classes import leave_one_out
 from reid.retrieval.verification import Verification
-from reid.training.checkpoints import load_model
+from reid.training.checkpoints import load_backbone
 
 QUERY_GALLERY, UNSEEN_CLASSES = "query_gallery", "unseen_classes"
 METRIC_KEYS = ("mAP", "rank1", "rank5", "rank10", "rank20")
@@ -80,7 +80,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(
             "evaluate.py needs ckpt_path=<run>/checkpoints/<file>.ckpt, a checkpoint written by train.py."
         )
-    backbone, card = load_model(cfg.ckpt_path, fallback_model=cfg.model)
+    backbone, card = load_backbone(cfg.ckpt_path, fallback_model=cfg.model)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     backbone = backbone.to(device)
     configured = str(cfg.dataset.get("_target_", "")).rsplit(".", 1)[-1]

@@ -222,7 +222,9 @@ def build_backbone(card: dict[str, Any], path: str | Path) -> nn.Module:
     return BACKBONES[target](**model)
 
 
-def load_model(path: str | Path, fallback_model: DictConfig | dict | None = None) -> tuple[nn.Module, dict]:
+def load_backbone(
+    path: str | Path, fallback_model: DictConfig | dict | None = None
+) -> tuple[nn.Module, dict]:
     """The backbone saved in the checkpoint at `path`, with its weights, in eval mode on the CPU, and its
     model card.
 
