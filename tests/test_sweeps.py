@@ -191,6 +191,7 @@ def test_interrupted_run_writes_its_results_with_status(digits_cfg, tmp_path):
     assert (results["steps"], results["best"]["epoch"], results["best"]["step"]) == (3, 0, 2)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(
     importlib.util.find_spec("hydra_plugins.hydra_joblib_launcher") is None,
     reason="hydra-joblib-launcher is not installed (pip install -e '.[sweeps]')",

@@ -60,6 +60,7 @@ def write_fake_mnist(folder: Path, n_train: int = 240, n_test: int = 100) -> Pat
     return folder
 
 
+@pytest.mark.slow
 def test_quickstart_cli_writes_run_folder_and_learns(tmp_path):
     run_dir = tmp_path / "run"
     result = train_cli("experiment=quickstart", "trainer.max_epochs=3", f"hydra.run.dir={run_dir}")
