@@ -3,6 +3,8 @@ and carry the preprocessing in their metadata."""
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -15,7 +17,7 @@ from reid.inference.export import FORMATS, export, load_exported, read_exported_
 from reid.tasks.export import export_checkpoint
 from tests.helpers.inference import CONVNET, LUNET, write_checkpoint, write_images
 
-RESNET = {  # main's ImageNet backbones (branch backbones): ResNet-18 + TriNet head, normalising inside
+RESNET = {  # ResNet-18 with TriNet's head (reid.models.EmbeddingNet), normalising inside
     "_target_": "reid.models.EmbeddingNet",
     "name": "resnet18",
     "embed_dim": 8,
@@ -33,8 +35,6 @@ TOLERANCE = 1e-4
 )
 def model(request, tmp_path_factory):
     """A checkpoint of each backbone with random weights and batch-norm statistics, loaded on the CPU."""
-    if request.param == "resnet" and not hasattr(reid.models, "EmbeddingNet"):
-        pytest.skip("reid.models.EmbeddingNet (the ResNet/timm backbones) is not in this tree")
     path = write_checkpoint(tmp_path_factory.mktemp(request.param) / "model.ckpt", BACKBONES[request.param])
     return reid.load_model(path, device="cpu")
 
@@ -76,3 +76,13 @@ def test_export_never_writes_over_a_file(tmp_path):
     assert taken.read_bytes() == b"someone's file"
     with pytest.raises(ConfigError, match="format='tflite' is not one of onnx, torchscript"):
         export_checkpoint(OmegaConf.merge(cfg, {"format": "tflite"}))
+
+
+def test_onnx_without_the_export_extra_says_how_to_install_it(tmp_path, monkeypatch):
+    """With onnx not installed (None in sys.modules makes its import fail), format=onnx stops with the extra
+    to install, and writes nothing."""
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    model = reid.load_model(write_checkpoint(tmp_path / "model.ckpt", CONVNET), device="cpu")
+    with pytest.raises(ConfigError, match=r'pip install -e "\.\[export\]"'):
+        export(model, tmp_path / "model.onnx", "onnx")
+    assert not (tmp_path / "model.onnx").exists()

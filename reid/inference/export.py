@@ -6,6 +6,7 @@ ONNX metadata_props key `reid_meta`, TorchScript extra file `reid_meta.json`.
 
 from __future__ import annotations
 
+import importlib
 import io
 import json
 from collections.abc import Callable
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from reid.errors import ConfigError
 from reid.files import atomic_file
 from reid.inference.model import EmbeddingModel
 
@@ -24,6 +26,17 @@ META_KEY = "reid_meta"
 TORCHSCRIPT_META = "reid_meta.json"
 INPUT_NAME, OUTPUT_NAME = "images", "embeddings"
 OPSET = 17
+
+
+def onnx_module(name: str) -> Any:
+    """`onnx` or `onnxruntime`, imported; a `ConfigError` naming the extra that installs them when missing."""
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        raise ConfigError(
+            f"format=onnx needs the {name} package, which is not installed: pip install -e \".[export]\" "
+            "(onnx and onnxruntime), or export with format=torchscript."
+        ) from None
 
 
 def export_meta(model: EmbeddingModel) -> dict[str, Any]:
@@ -74,7 +87,7 @@ def write_onnx(model: EmbeddingModel, buffer: io.BytesIO) -> None:
 
     Uses the TorchScript-based exporter (`dynamo=False`): it needs only the `onnx` package, where the
     torch.export-based one also needs `onnxscript`."""
-    import onnx
+    onnx = onnx_module("onnx")
 
     traced = io.BytesIO()
     torch.onnx.export(
@@ -105,9 +118,7 @@ def load_exported(path: str | Path, file_format: str) -> Callable[[Tensor], np.n
     """The exported file at `path` as a function: images (B, C, H, W) in [0, 1] -> embeddings (B, D), run by
     onnxruntime (CPU) or `torch.jit.load`."""
     if file_format == "onnx":
-        import onnxruntime
-
-        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        session = onnx_module("onnxruntime").InferenceSession(str(path), providers=["CPUExecutionProvider"])
         return lambda images: session.run(None, {INPUT_NAME: images.numpy()})[0]
     module = torch.jit.load(str(path), map_location="cpu")
 
@@ -121,11 +132,8 @@ def load_exported(path: str | Path, file_format: str) -> Callable[[Tensor], np.n
 def read_exported_meta(path: str | Path, file_format: str) -> dict[str, Any]:
     """The preprocessing JSON an exported file carries (`export_meta`)."""
     if file_format == "onnx":
-        import onnx
-
-        props = {
-            prop.key: prop.value for prop in onnx.load(str(path), load_external_data=False).metadata_props
-        }
+        proto = onnx_module("onnx").load(str(path), load_external_data=False)
+        props = {prop.key: prop.value for prop in proto.metadata_props}
         return json.loads(props[META_KEY])
     extra = {TORCHSCRIPT_META: ""}
     torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
