@@ -11,7 +11,6 @@ import torch
 from omegaconf import OmegaConf
 
 import reid
-import reid.models
 from reid.errors import ConfigError
 from reid.inference.export import FORMATS, export, load_exported, read_exported_meta
 from reid.tasks.export import export_checkpoint
