@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from reid.data.class_splits import ClassSplits
-from reid.data.image_files import decode_image
+from reid.data.image_files import decode_image, read_image_csv
 from reid.data.mars import MarsSplits
 from reid.data.own_images import load_image_csv, load_image_folder
 from reid.errors import ConfigError, DataError
@@ -153,6 +153,18 @@ def test_csv_query_gallery_with_cameras_and_relative_paths(csv_images):
     ]
     assert [t.camid for t in splits.query] == [k % 3 for k in range(8, 16) if k % 4 == 0]
     assert {t.pid for t in splits.train} == {0, 1} and {t.pid for t in splits.gallery} == {2, 3}
+
+
+def test_csv_labels_are_integers_or_texts_numbered_by_first_appearance(csv_images):
+    """All-integer labels keep their values; once one label is text, every distinct text gets its own
+    number in order of appearance, so "3" and "cat" never share one."""
+    (a, _), (b, _), (c, _) = rows(csv_images)[:3]
+    numbers = read_image_csv(write_csv(csv_images / "ints.csv", f"path,label\n{a},7\n{b},3\n{c},7\n"))
+    assert [r.label for r in numbers] == [7, 3, 7]
+    mixed = read_image_csv(write_csv(csv_images / "mixed.csv", f"path,label\n{a},3\n{b},cat\n{c},0\n"))
+    assert [r.label for r in mixed] == [0, 1, 2]
+    unlabelled = write_csv(csv_images / "some.csv", f"path,label\n{a},cat\n{b},\n{c},cat\n")
+    assert [r.label for r in read_image_csv(unlabelled, require_label=False)] == [0, None, 0]
 
 
 def test_csv_without_split_column_splits_by_class(csv_images):

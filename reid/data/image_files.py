@@ -8,7 +8,7 @@ JPEGs take the fast DCT-scaled path of `reid.data.jpeg.decode_frame`.
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -72,8 +72,9 @@ def luma(rgb: np.ndarray) -> np.ndarray:
 def read_image_csv(path: str | Path, require_label: bool = True) -> list[ImageRecord]:
     """The rows of a CSV list with a header naming `path` and `label`, and optionally `camera` and `split`.
 
-    Relative paths resolve from the CSV's folder. Labels and cameras are integers, or any other text that
-    is then numbered in order of first appearance (labels) or kept as given (integers only for cameras).
+    Relative paths resolve from the CSV's folder. Labels are kept as integers when every label is one;
+    otherwise every distinct label text is numbered 0, 1, ... in order of first appearance (so "3" and
+    "cat" never share a number). Cameras must be integers.
     A missing file, an empty label (when `require_label`), a camera that is not an integer or a split
     outside `SPLITS` raises a `DataError` naming the CSV and its line number.
     """
@@ -89,15 +90,15 @@ def read_image_csv(path: str | Path, require_label: bool = True) -> list[ImageRe
                 f"path{',label' if require_label else ''} (and optionally camera, split)."
             )
         reader.fieldnames = columns
-        names: dict[str, int] = {}
-        records = [_record(row, path, reader.line_num, names, require_label) for row in reader]
-    if not records:
+        rows = [_record(row, path, reader.line_num, require_label) for row in reader]
+    if not rows:
         raise DataError(f"The CSV list '{path}' has a header but no rows.")
-    return records
+    labels = _numbered([text for _, text in rows])
+    return [replace(record, label=label) for (record, _), label in zip(rows, labels, strict=True)]
 
 
-def _record(row: dict, csv_path: Path, line: int, names: dict[str, int], require_label: bool) -> ImageRecord:
-    """One CSV row as an `ImageRecord`; text labels are numbered in `names` as they first appear."""
+def _record(row: dict, csv_path: Path, line: int, require_label: bool) -> tuple[ImageRecord, str]:
+    """One CSV row as an `ImageRecord` without its label, and the label's text ("" when empty)."""
 
     def fail(problem: str) -> DataError:
         return DataError(f"{csv_path}, line {line}: {problem}")
@@ -111,7 +112,6 @@ def _record(row: dict, csv_path: Path, line: int, names: dict[str, int], require
     label_text = (row.get("label") or "").strip()
     if not label_text and require_label:
         raise fail("the label is empty; every row needs one.")
-    label = None if not label_text else _label(label_text, names)
     camera_text = (row.get("camera") or "").strip()
     try:
         camid = int(camera_text) if camera_text else None
@@ -120,12 +120,14 @@ def _record(row: dict, csv_path: Path, line: int, names: dict[str, int], require
     split = (row.get("split") or "").strip() or None
     if split is not None and split not in SPLITS:
         raise fail(f"split={split!r} is not one of {', '.join(SPLITS)}.")
-    return ImageRecord(str(image), label, camid, split)
+    return ImageRecord(str(image), None, camid, split), label_text
 
 
-def _label(text: str, names: dict[str, int]) -> int:
-    """An integer label as itself; other text numbered in order of first appearance."""
+def _numbered(texts: list[str]) -> list[int | None]:
+    """Labels of label texts ("" = none): the integers themselves when all are integers, else each
+    distinct text numbered in order of first appearance."""
     try:
-        return int(text)
+        return [int(text) if text else None for text in texts]
     except ValueError:
-        return names.setdefault(text, len(names))
+        names: dict[str, int] = {}
+        return [names.setdefault(text, len(names)) if text else None for text in texts]
