@@ -91,6 +91,7 @@ def test_training_logs_reid_metrics_by_step(trained, mars):
     assert "last.ckpt" in checkpoints and any(re.fullmatch(r"best-step\d{6}\.ckpt", c) for c in checkpoints)
 
 
+@pytest.mark.slow
 def test_evaluate_cli_official_with_reranking(trained, mars, tmp_path):
     eval_dir = tmp_path / "eval"
     result = run_script(
