@@ -141,6 +141,7 @@ def test_unknown_protocol_is_a_config_error(root):
         protocol_evaluator("market")
 
 
+@pytest.mark.slow
 def test_lunet_on_mars_trains_and_validates(tmp_path):
     """`train.py dataset=mars model=lunet embed_dim=128` in-process: one tiny step, one validation.
 
